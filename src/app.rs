@@ -1,0 +1,256 @@
+//! [`Sesame`]: the opened installation that every command, endpoint and extractor works with.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::keys::{self, KeyAlgorithm, SigningKey};
+use crate::password::PasswordHasher;
+use crate::store::{KeyState, Store};
+use crate::token::jwt::Verifier;
+
+/// How [`Sesame::open_with`] treats the database and keys.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// Apply pending migrations (the default). When off, pending migrations are an error.
+    pub migrate: bool,
+    /// The time source; the system clock by default.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            migrate: true,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Sets whether pending migrations are applied.
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Sets the time source.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// An opened Sesame installation: configuration, database, signing key and verifier.
+///
+/// Cheap to clone; clones share one pool and key. Use it as axum state for
+/// [`crate::router`] and the [`crate::Bearer`] extractor.
+#[derive(Clone)]
+pub struct Sesame {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    signing_key: SigningKey,
+    verifier: Verifier,
+    clock: Arc<dyn Clock>,
+    hasher: PasswordHasher,
+}
+
+impl std::fmt::Debug for Sesame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sesame")
+            .field("issuer", &self.inner.config.issuer)
+            .field("kid", &self.inner.signing_key.kid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sesame {
+    /// Opens the installation `config` describes, with default options.
+    ///
+    /// Runs pending migrations, loads the signing key, and, where installing is automatic and
+    /// the database was never installed, generates keys and creates the personal access and
+    /// password clients.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotInstalled`] for a network database that was never installed,
+    /// [`Error::KeysMissing`] when no key exists and auto-install is off, and the database,
+    /// migration and key errors of the steps above.
+    pub async fn open(config: Config) -> Result<Sesame> {
+        Self::open_with(config, OpenOptions::default()).await
+    }
+
+    /// Opens the installation with explicit options. See [`Sesame::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sesame::open`]; with `migrate` off, [`Error::SchemaOutdated`] when migrations are
+    /// pending.
+    pub async fn open_with(config: Config, options: OpenOptions) -> Result<Sesame> {
+        let store = Store::connect(&config.database_url).await?;
+        let installed = crate::install::is_installed(&store).await;
+        if !installed && !config.is_sqlite() && !config.auto_install {
+            return Err(Error::NotInstalled {
+                url: crate::config::redact_url(&config.database_url),
+            });
+        }
+        prepare_schema(&store, options.migrate).await?;
+
+        let loaded = match keys::load(&config)? {
+            Some(loaded) => loaded,
+            None if config.auto_install => {
+                tracing::info!(dir = %config.keys_dir.display(), "generating a signing key");
+                generate_key_files(&config, KeyAlgorithm::Rs256, 2048, false).await?
+            }
+            None => {
+                return Err(Error::KeysMissing {
+                    dir: config.keys_dir.clone(),
+                });
+            }
+        };
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        let signing_key = loaded.key;
+        let verifier = Verifier::new(&signing_key);
+        let hasher = PasswordHasher::new(config.max_concurrent_hashes)?;
+        let sesame = Sesame {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                signing_key,
+                verifier,
+                clock: options.clock,
+                hasher,
+            }),
+        };
+        sesame.record_signing_key().await?;
+        if !installed && sesame.config().auto_install {
+            match crate::install::install_clients(&sesame).await {
+                Ok(report) => report.log(),
+                Err(error) if crate::store::is_read_only(&error) => {
+                    tracing::warn!("the database is read-only, so Sesame was not installed");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(sesame)
+    }
+
+    /// The configuration this installation runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The key that signs new tokens.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.inner.signing_key
+    }
+
+    pub(crate) fn verifier(&self) -> &Verifier {
+        &self.inner.verifier
+    }
+
+    pub(crate) fn hasher(&self) -> &PasswordHasher {
+        &self.inner.hasher
+    }
+
+    /// The current time, seconds since the epoch, from the configured clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    /// Records this node's public key so every node and the JWKS publish it, then reloads
+    /// the verification keys. A read-only database only logs a warning: this node still
+    /// verifies its own tokens.
+    async fn record_signing_key(&self) -> Result<()> {
+        let key = self.signing_key();
+        let recorded = self
+            .store()
+            .record_key(
+                key.kid(),
+                key.alg().name(),
+                &key.public_jwk().to_string(),
+                KeyState::Current,
+                self.now(),
+            )
+            .await;
+        match recorded {
+            Ok(true) => tracing::info!(kid = key.kid(), "recorded signing key"),
+            Ok(false) => {}
+            Err(error) if crate::store::is_read_only(&error) => {
+                tracing::warn!(
+                    kid = key.kid(),
+                    "database is read-only; signing key not recorded"
+                );
+            }
+            Err(error) => return Err(error),
+        }
+        self.verifier().reload(self.store()).await
+    }
+
+    /// Closes the database pool.
+    pub async fn close(&self) {
+        self.inner.store.close().await;
+    }
+}
+
+async fn prepare_schema(store: &Store, migrate: bool) -> Result<()> {
+    use crate::store::SchemaStatus;
+    if migrate {
+        return store.migrate().await;
+    }
+    match store.schema_status().await? {
+        SchemaStatus::Current => Ok(()),
+        SchemaStatus::Pending(_) => Err(Error::SchemaOutdated),
+        SchemaStatus::TooNew { version } => Err(Error::SchemaTooNew { version }),
+    }
+}
+
+/// Generates a key off the async runtime and writes it into the key directory.
+///
+/// # Errors
+///
+/// [`Error::KeysExist`] without `force` when key files exist, and generation and write errors.
+pub async fn generate_key_files(
+    config: &Config,
+    alg: KeyAlgorithm,
+    rsa_bits: u32,
+    force: bool,
+) -> Result<keys::LoadedKey> {
+    let dir = config.keys_dir.clone();
+    if !force && dir.join(keys::PRIVATE_KEY_FILE).exists() {
+        return Err(Error::KeysExist { dir });
+    }
+    let (key, pem_text) = tokio::task::spawn_blocking(move || SigningKey::generate(alg, rsa_bits))
+        .await
+        .map_err(|_| Error::Crypto("key generation task failed"))??;
+    match keys::write_key_files(&dir, &key, &pem_text, force) {
+        Ok(()) => {}
+        // Another process created the key between the check above and the write.
+        Err(Error::KeysExist { .. }) if !force => {
+            if let Some(loaded) = keys::load(config)? {
+                return Ok(loaded);
+            }
+            return Err(Error::KeysExist { dir });
+        }
+        Err(error) => return Err(error),
+    }
+    let path = dir.join(keys::PRIVATE_KEY_FILE);
+    Ok(keys::LoadedKey {
+        key,
+        origin: keys::KeyOrigin::File(path),
+        warnings: Vec::new(),
+    })
+}

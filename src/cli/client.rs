@@ -1,0 +1,163 @@
+//! `sesame client`.
+
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args, Subcommand};
+use serde_json::json;
+use sesame::Config;
+use sesame::store::{ClientKind, ClientRecord};
+
+use super::{Output, split_scopes};
+
+/// Arguments of `sesame client`.
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    group(ArgGroup::new("kind").args(["personal", "password", "client"]))
+)]
+pub struct ClientArgs {
+    #[command(subcommand)]
+    action: Option<ClientAction>,
+    /// Create a personal access client and make it the current one
+    #[arg(long)]
+    personal: bool,
+    /// Create a password grant client (first-party, confidential)
+    #[arg(long)]
+    password: bool,
+    /// Create a client credentials client (confidential)
+    #[arg(long)]
+    client: bool,
+    /// Display name of the new client
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Scopes the client may request, comma-separated (default: every declared scope)
+    #[arg(long, value_name = "A,B")]
+    scopes: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientAction {
+    /// List clients (secrets are never shown)
+    List,
+    /// Revoke a client: it can no longer authenticate and its tokens stop working
+    Revoke {
+        /// The client id
+        id: String,
+    },
+    /// Replace a confidential client's secret; the new one is shown once
+    Secret {
+        /// The client id
+        id: String,
+    },
+}
+
+/// Runs `sesame client`.
+pub async fn run(
+    config: Config,
+    args: ClientArgs,
+    migrate: bool,
+    output: &Output,
+) -> anyhow::Result<ExitCode> {
+    let sesame = super::open(config, migrate).await?;
+    let code = match args.action {
+        Some(ClientAction::List) => {
+            let clients = sesame.store().clients().await?;
+            let value = json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()});
+            let mut text = String::new();
+            for client in &clients {
+                text.push_str(&format!(
+                    "{}  {}  [{}]{}\n",
+                    client.id,
+                    client.name,
+                    client.grant_types.join(", "),
+                    if client.revoked { "  revoked" } else { "" }
+                ));
+            }
+            if clients.is_empty() {
+                text.push_str("No clients.");
+            }
+            output.print(&value, text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Some(ClientAction::Revoke { id }) => {
+            if !sesame.store().revoke_client(&id, sesame.now()).await? {
+                anyhow::bail!("client {id} not found; `sesame client list` shows the ids");
+            }
+            output.print(
+                &json!({"id": id, "revoked": true}),
+                &format!("Revoked client {id}."),
+            );
+            ExitCode::SUCCESS
+        }
+        Some(ClientAction::Secret { id }) => {
+            let secret = sesame::token::secret::Secret::generate()?;
+            if !sesame
+                .store()
+                .set_client_secret(&id, &secret.stored(), sesame.now())
+                .await?
+            {
+                anyhow::bail!("client {id} not found or public (public clients have no secret)");
+            }
+            output.print(
+                &json!({"id": id, "secret": secret.expose()}),
+                &format!("New secret for client {id}: {}\nThe old secret no longer works. This one is shown only now.", secret.expose()),
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            let kind = if args.personal {
+                ClientKind::Personal
+            } else if args.password {
+                ClientKind::Password
+            } else if args.client {
+                ClientKind::ClientCredentials
+            } else {
+                anyhow::bail!(
+                    "say which kind of client to create: --personal, --password or --client \
+                     (or use `sesame client list`)"
+                );
+            };
+            let default_name = match kind {
+                ClientKind::Personal => "Personal Access Client",
+                ClientKind::Password => "Password Grant Client",
+                ClientKind::ClientCredentials => "Client Credentials Client",
+            };
+            let scopes = args.scopes.as_deref().map(|s| split_scopes(Some(s)));
+            let name = args.name.as_deref().unwrap_or(default_name);
+            let (client, secret) =
+                sesame::install::create_client(&sesame, kind, name, scopes).await?;
+            let mut value = client_json(&client);
+            value["secret"] = json!(secret.as_ref().map(|s| s.expose()));
+            let mut text = format!(
+                "Client created.\nClient ID: {}\nName: {}\n",
+                client.id, client.name
+            );
+            match &secret {
+                Some(secret) => text.push_str(&format!(
+                    "Client secret: {}\nThe secret is shown only now; store it safely.",
+                    secret.expose()
+                )),
+                None => text.push_str("This client has no secret."),
+            }
+            output.print(&value, &text);
+            ExitCode::SUCCESS
+        }
+    };
+    sesame.close().await;
+    Ok(code)
+}
+
+fn client_json(client: &ClientRecord) -> serde_json::Value {
+    json!({
+        "id": client.id,
+        "name": client.name,
+        "grant_types": client.grant_types,
+        "scopes": client.scopes,
+        "confidential": client.is_confidential(),
+        "personal_access_client": client.personal_access_client,
+        "password_client": client.password_client,
+        "first_party": client.first_party,
+        "revoked": client.revoked,
+        "created_at": client.created_at,
+    })
+}

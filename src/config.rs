@@ -1,0 +1,548 @@
+//! Configuration: flags, then `SESAME_*` environment variables, then `sesame.toml` in the data
+//! directory, then defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Scopes that exist without being declared.
+pub const BUILT_IN_SCOPES: &[(&str, &str)] = &[
+    ("openid", "Sign you in with your Sesame identity"),
+    ("profile", "See your name"),
+    ("email", "See your email address"),
+    ("offline_access", "Stay signed in when you are away"),
+    (
+        ACCOUNT_SCOPE,
+        "Manage your personal access tokens and applications",
+    ),
+];
+
+/// The reserved scope that lets a bearer token use the account-management endpoints.
+pub const ACCOUNT_SCOPE: &str = "sesame:account";
+
+/// The settings Sesame runs with, after all sources were merged.
+///
+/// Build one with [`Config::load`] (the binary's way) or [`Config::for_data_dir`] and adjust
+/// the public fields.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Where the SQLite database, keys and `sesame.toml` live.
+    pub data_dir: PathBuf,
+    /// sqlx connection URL; SQLite in the data directory by default.
+    pub database_url: String,
+    /// The address `sesame serve` listens on.
+    pub bind: SocketAddr,
+    /// The issuer identifier, without a trailing slash; compared byte for byte.
+    pub issuer: String,
+    /// The default `aud` of access tokens and the audience the guard requires.
+    pub audience: String,
+    /// Whether missing keys, schema and clients are created automatically.
+    pub auto_install: bool,
+    /// Whether `grant_type=password` is accepted from password clients.
+    pub password_grant: bool,
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_ttl: Duration,
+    /// Personal access token lifetime.
+    pub pat_ttl: Duration,
+    /// `Cache-Control: max-age` of the JWKS response.
+    pub jwks_max_age: Duration,
+    /// Development mode: allows an http issuer on a non-loopback address.
+    pub dev: bool,
+    /// Directory holding `oauth-private.key` and `oauth-public.key`.
+    pub keys_dir: PathBuf,
+    /// A private key file that takes the place of the key directory.
+    pub private_key_file: Option<PathBuf>,
+    /// A PEM private key given as text (`SESAME_PRIVATE_KEY`).
+    pub private_key_pem: Option<String>,
+    /// A PEM public key given as text (`SESAME_PUBLIC_KEY`), checked against the private key.
+    pub public_key_pem: Option<String>,
+    /// Maximum number of password hashes computed at once.
+    pub max_concurrent_hashes: usize,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Declared scopes and their descriptions.
+    pub scopes: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("bind", &self.bind)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("auto_install", &self.auto_install)
+            .field("password_grant", &self.password_grant)
+            .field("keys_dir", &self.keys_dir)
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Values given on the command line; they override every other source.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--bind`.
+    pub bind: Option<String>,
+}
+
+/// The shape of `sesame.toml`: the environment variables' names in snake case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    bind: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    auto_install: Option<bool>,
+    password_grant: Option<bool>,
+    access_ttl: Option<toml::Value>,
+    refresh_ttl: Option<toml::Value>,
+    pat_ttl: Option<toml::Value>,
+    jwks_max_age: Option<toml::Value>,
+    dev: Option<bool>,
+    keys_dir: Option<PathBuf>,
+    private_key_file: Option<PathBuf>,
+    max_concurrent_hashes: Option<usize>,
+    log_format: Option<String>,
+    #[serde(default)]
+    scopes: BTreeMap<String, String>,
+}
+
+/// Reads one setting from the environment, then the file.
+struct Sources<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: FileConfig,
+}
+
+impl Sources<'_> {
+    fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|value| !value.is_empty())
+    }
+
+    fn string(&self, name: &str, file: Option<String>) -> Option<String> {
+        self.env(name).or(file)
+    }
+
+    fn bool(&self, name: &str, file: Option<bool>) -> Result<Option<bool>> {
+        match self.env(name) {
+            Some(text) => parse_bool(&text).map(Some).ok_or_else(|| {
+                Error::Config(format!("{name} must be true or false, got {text:?}"))
+            }),
+            None => Ok(file),
+        }
+    }
+
+    fn duration(&self, name: &str, file: Option<toml::Value>, default: u64) -> Result<Duration> {
+        let text = match (self.env(name), file) {
+            (Some(text), _) => text,
+            (None, Some(toml::Value::Integer(seconds))) => seconds.to_string(),
+            (None, Some(toml::Value::String(text))) => text,
+            (None, Some(other)) => {
+                return Err(Error::Config(format!(
+                    "{} in sesame.toml must be seconds or a string like \"1h\", got {other}",
+                    snake(name)
+                )));
+            }
+            (None, None) => return Ok(Duration::from_secs(default)),
+        };
+        parse_duration(&text).ok_or_else(|| {
+            Error::Config(format!(
+                "{name} must be a number of seconds or a number with s, m, h or d, got {text:?}"
+            ))
+        })
+    }
+}
+
+impl Config {
+    /// Loads the configuration from `overrides`, the process environment and `sesame.toml`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid value, naming the setting; [`Error::Io`] when
+    /// `sesame.toml` exists but cannot be read.
+    pub fn load(overrides: &Overrides) -> Result<Config> {
+        Self::load_with_env(overrides, &|name| std::env::var(name).ok())
+    }
+
+    /// Builds the default configuration for a data directory, reading `sesame.toml` there if
+    /// it exists but not the environment. Useful for embedding and tests.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Result<Config> {
+        let overrides = Overrides {
+            data_dir: Some(data_dir.into()),
+            ..Overrides::default()
+        };
+        Self::load_with_env(&overrides, &|_| None)
+    }
+
+    /// Loads the configuration with `env` standing in for the process environment.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn load_with_env(
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or_else(|| {
+                env("SESAME_DATA_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("./sesame"));
+        let file = read_file_config(&data_dir)?;
+        let file_scopes = file.scopes.clone();
+        let sources = Sources { env, file };
+        let f = &sources.file;
+
+        let database_url = match overrides.database_url.clone() {
+            Some(url) => url,
+            None => match sources.string("SESAME_DATABASE_URL", f.database_url.clone()) {
+                Some(url) => url,
+                None => sqlite_url(&data_dir.join("sesame.db"))?,
+            },
+        };
+        let bind_text = overrides
+            .bind
+            .clone()
+            .or_else(|| sources.string("SESAME_BIND", f.bind.clone()))
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let bind: SocketAddr = bind_text.parse().map_err(|_| {
+            Error::Config(format!(
+                "bind address {bind_text:?} is not an IP address and port"
+            ))
+        })?;
+        let dev = sources.bool("SESAME_DEV", f.dev)?.unwrap_or(false);
+        let issuer = match sources.string("SESAME_ISSUER", f.issuer.clone()) {
+            Some(issuer) => normalize_issuer(&issuer, dev)?,
+            None if bind.ip().is_loopback() => format!("http://{bind}"),
+            None => {
+                return Err(Error::Config(format!(
+                    "SESAME_ISSUER is required when binding to the non-loopback address {bind}"
+                )));
+            }
+        };
+        let audience = sources
+            .string("SESAME_AUDIENCE", f.audience.clone())
+            .unwrap_or_else(|| issuer.clone());
+        let is_sqlite = database_url.starts_with("sqlite:");
+        let auto_install = sources
+            .bool("SESAME_AUTO_INSTALL", f.auto_install)?
+            .unwrap_or(is_sqlite);
+        let password_grant = sources.bool("SESAME_PASSWORD_GRANT", f.password_grant)?;
+        let keys_dir = sources
+            .string("SESAME_KEYS_DIR", None)
+            .map(PathBuf::from)
+            .or_else(|| f.keys_dir.clone())
+            .unwrap_or_else(|| data_dir.clone());
+        let private_key_file = sources
+            .string("SESAME_PRIVATE_KEY_FILE", None)
+            .map(PathBuf::from)
+            .or_else(|| f.private_key_file.clone());
+        let max_concurrent_hashes = match sources.env("SESAME_MAX_CONCURRENT_HASHES") {
+            Some(text) => text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::Config(format!(
+                    "SESAME_MAX_CONCURRENT_HASHES must be a positive integer, got {text:?}"
+                ))
+            })?,
+            None => f
+                .max_concurrent_hashes
+                .unwrap_or_else(default_hash_concurrency),
+        };
+        let log_format = match sources.string("SESAME_LOG_FORMAT", f.log_format.clone()) {
+            None => LogFormat::Text,
+            Some(text) => match text.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "SESAME_LOG_FORMAT must be text or json, got {text:?}"
+                    )));
+                }
+            },
+        };
+        for name in file_scopes.keys() {
+            validate_scope_name(name)?;
+        }
+
+        Ok(Config {
+            database_url,
+            bind,
+            issuer,
+            audience,
+            auto_install,
+            password_grant: password_grant.unwrap_or(true),
+            access_ttl: sources.duration("SESAME_ACCESS_TTL", f.access_ttl.clone(), 3600)?,
+            refresh_ttl: sources.duration("SESAME_REFRESH_TTL", f.refresh_ttl.clone(), 30 * DAY)?,
+            pat_ttl: sources.duration("SESAME_PAT_TTL", f.pat_ttl.clone(), 365 * DAY)?,
+            jwks_max_age: sources.duration("SESAME_JWKS_MAX_AGE", f.jwks_max_age.clone(), 900)?,
+            dev,
+            keys_dir,
+            private_key_file,
+            private_key_pem: sources.env("SESAME_PRIVATE_KEY"),
+            public_key_pem: sources.env("SESAME_PUBLIC_KEY"),
+            max_concurrent_hashes,
+            log_format,
+            scopes: file_scopes,
+            data_dir,
+        })
+    }
+
+    /// Whether the database is SQLite (embedded) rather than a network server.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// Returns the description of a declared or built-in scope, or `None` if it is unknown.
+    pub fn scope_description(&self, scope: &str) -> Option<&str> {
+        if let Some(description) = self.scopes.get(scope) {
+            return Some(description);
+        }
+        BUILT_IN_SCOPES
+            .iter()
+            .find(|(name, _)| *name == scope)
+            .map(|(_, description)| *description)
+    }
+}
+
+const DAY: u64 = 24 * 3600;
+
+fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2)
+}
+
+fn read_file_config(data_dir: &Path) -> Result<FileConfig> {
+    let path = data_dir.join("sesame.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileConfig::default());
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                action: "cannot read",
+                path,
+                source,
+            });
+        }
+    };
+    toml::from_str(&text)
+        .map_err(|error| Error::Config(format!("{}: {}", path.display(), error.message())))
+}
+
+fn snake(env_name: &str) -> String {
+    env_name.trim_start_matches("SESAME_").to_ascii_lowercase()
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses `3600`, `90s`, `15m`, `1h` or `30d`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(index) => text.split_at(index),
+        None => (text, "s"),
+    };
+    let value: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => DAY,
+        _ => return None,
+    };
+    let seconds = value.checked_mul(factor)?;
+    // Keeps `iat + ttl` far inside i64 and inside every database's integer range.
+    (seconds > 0 && seconds <= 100 * 365 * DAY).then(|| Duration::from_secs(seconds))
+}
+
+/// Builds the sqlx URL of a SQLite file, percent-encoding the path.
+fn sqlite_url(path: &Path) -> Result<String> {
+    let absolute = std::path::absolute(path).map_err(|source| Error::Io {
+        action: "cannot resolve",
+        path: path.to_owned(),
+        source,
+    })?;
+    let file_url = url::Url::from_file_path(&absolute)
+        .map_err(|()| Error::Config(format!("cannot use {} as a path", absolute.display())))?;
+    Ok(format!("sqlite://{}?mode=rwc", file_url.path()))
+}
+
+fn normalize_issuer(issuer: &str, dev: bool) -> Result<String> {
+    let parsed = url::Url::parse(issuer).map_err(|error| {
+        Error::Config(format!("SESAME_ISSUER {issuer:?} is not a URL: {error}"))
+    })?;
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(Error::Config(format!(
+            "SESAME_ISSUER {issuer:?} must not have a query or fragment"
+        )));
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback || dev => {}
+        "http" => {
+            return Err(Error::Config(format!(
+                "SESAME_ISSUER {issuer:?} must use https (set SESAME_DEV=true to allow http)"
+            )));
+        }
+        other => {
+            return Err(Error::Config(format!(
+                "SESAME_ISSUER must be an https URL, got scheme {other:?}"
+            )));
+        }
+    }
+    Ok(issuer.trim_end_matches('/').to_owned())
+}
+
+/// Checks a scope name against RFC 6749 §3.3: printable ASCII without space, `"` or `\`.
+pub(crate) fn validate_scope_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "scope name {name:?} is not a valid RFC 6749 scope token"
+        )))
+    }
+}
+
+/// Removes the password from a database URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config> {
+        let dir = std::env::temp_dir().join(format!("sesame-config-{}", uuid::Uuid::new_v4()));
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let overrides = Overrides {
+            data_dir: Some(dir),
+            ..Overrides::default()
+        };
+        Config::load_with_env(&overrides, &move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_use_loopback_issuer() {
+        let config = load(&[]).expect("defaults load");
+        assert_eq!(config.issuer, "http://127.0.0.1:8080");
+        assert_eq!(config.audience, config.issuer);
+        assert!(config.auto_install);
+        assert_eq!(config.access_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn public_bind_requires_issuer() {
+        let error = load(&[("SESAME_BIND", "0.0.0.0:80")]).expect_err("issuer required");
+        assert!(
+            error.to_string().contains("SESAME_ISSUER is required"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn http_issuer_rejected_outside_dev() {
+        let issuer = ("SESAME_ISSUER", "http://auth.example.com");
+        assert!(load(&[issuer]).is_err());
+        let config = load(&[issuer, ("SESAME_DEV", "true")]).expect("dev allows http");
+        assert_eq!(config.issuer, "http://auth.example.com");
+    }
+
+    #[test]
+    fn issuer_trailing_slash_removed() {
+        let config = load(&[("SESAME_ISSUER", "https://auth.example.com/")]).expect("loads");
+        assert_eq!(config.issuer, "https://auth.example.com");
+    }
+
+    #[test]
+    fn network_database_disables_auto_install() {
+        let config = load(&[("SESAME_DATABASE_URL", "postgres://localhost/x")]).expect("loads");
+        assert!(!config.auto_install);
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(2 * DAY)));
+        assert_eq!(parse_duration("0"), None);
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration("-5"), None);
+    }
+
+    #[test]
+    fn invalid_bool_names_variable() {
+        let error = load(&[("SESAME_AUTO_INSTALL", "maybe")]).expect_err("rejected");
+        assert!(error.to_string().contains("SESAME_AUTO_INSTALL"), "{error}");
+    }
+
+    #[test]
+    fn redact_url_hides_password() {
+        let redacted = redact_url("postgres://user:hunter2@db/sesame");
+        assert!(!redacted.contains("hunter2"));
+    }
+}

@@ -1,0 +1,159 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+/// Errors from Sesame's library API, the CLI and server start-up.
+///
+/// Protocol errors answered to OAuth clients are [`crate::OAuthError`]; this type is for the
+/// operator and the embedding application. Messages never contain secrets or key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is invalid or missing.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The database returned an error or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+
+    /// The database could not be opened or reached.
+    #[error("cannot open database {url}: {source}")]
+    DatabaseUnavailable {
+        /// The database URL with any password removed.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Running the embedded migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+
+    /// The database holds migrations this binary does not know, so it was made by a newer
+    /// Sesame. Sesame never downgrades a schema.
+    #[error(
+        "the database schema (version {version}) is newer than this sesame binary; \
+         upgrade sesame instead of downgrading the schema"
+    )]
+    SchemaTooNew {
+        /// The newest applied migration version that this binary does not know.
+        version: i64,
+    },
+
+    /// The schema has migrations pending and migrating was turned off.
+    #[error("the database schema is out of date; run `sesame migrate`")]
+    SchemaOutdated,
+
+    /// A network database was never installed, so Sesame refuses to touch it.
+    #[error("the database at {url} has no Sesame installation; run `sesame install` first")]
+    NotInstalled {
+        /// The database URL with any password removed.
+        url: String,
+    },
+
+    /// No usable personal access client exists and Sesame may not create one (auto-install is
+    /// off or the database is read-only).
+    #[error("personal access client not found; run `{fix}` to create one")]
+    PersonalAccessClientMissing {
+        /// The command that repairs the installation.
+        fix: &'static str,
+    },
+
+    /// No signing key exists and Sesame may not generate one.
+    #[error(
+        "no signing key found in {dir}; run `sesame keys` or set SESAME_PRIVATE_KEY_FILE",
+        dir = .dir.display()
+    )]
+    KeysMissing {
+        /// The key directory that was searched.
+        dir: PathBuf,
+    },
+
+    /// A key exists but cannot be used. `origin` names the file or environment variable; the
+    /// key's contents are never included.
+    #[error("signing key from {origin} is unusable: {reason}")]
+    InvalidKey {
+        /// The file path or environment variable that supplied the key.
+        origin: String,
+        /// Why the key was rejected.
+        reason: String,
+    },
+
+    /// The configured public key is not the private key's pair.
+    #[error(
+        "the public key in {origin} does not belong to the private key; \
+         run `sesame keys --force` to make a new pair"
+    )]
+    KeyPairMismatch {
+        /// The file path or environment variable that supplied the public key.
+        origin: String,
+    },
+
+    /// Signing keys already exist and `--force` was not given.
+    #[error("signing keys already exist in {dir}; pass --force to replace them", dir = .dir.display())]
+    KeysExist {
+        /// The key directory.
+        dir: PathBuf,
+    },
+
+    /// A file or directory could not be read or written.
+    #[error("{action} {path}: {source}", path = .path.display())]
+    Io {
+        /// What was being done, such as "cannot write".
+        action: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A user, client or token named by the caller does not exist.
+    #[error("{kind} not found: {id}")]
+    NotFound {
+        /// "user", "client" or "token".
+        kind: &'static str,
+        /// The identifier that was looked up.
+        id: String,
+    },
+
+    /// The caller's input was rejected, with the reason.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// A requested scope is neither declared in the configuration nor built in.
+    #[error("unknown scope {0:?}; declare it under [scopes] in sesame.toml")]
+    UnknownScope(String),
+
+    /// A user name is already taken.
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
+
+    /// The bound on concurrent password hashes was reached; retry later.
+    #[error("too many password hashes in progress; retry later")]
+    Busy,
+
+    /// Signing or key generation failed inside the crypto library.
+    #[error("cryptographic operation failed: {0}")]
+    Crypto(&'static str),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Error::Database(error)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        match error {
+            sqlx::migrate::MigrateError::VersionMissing(version) => Error::SchemaTooNew { version },
+            other => Error::Migrate(other),
+        }
+    }
+}
+
+/// Shorthand for results with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! The client credentials grant (RFC 6749 §4.4): a confidential client gets a token for
+//! itself.
+
+use crate::app::Sesame;
+use crate::grant::{
+    GrantError, Issue, OAuthError, Params, TokenResponse, issue_access_token, requested_scopes,
+    ttl_seconds,
+};
+use crate::store::ClientRecord;
+
+/// Issues an access token whose subject is the client. No refresh token is issued.
+///
+/// # Errors
+///
+/// `unauthorized_client` for a public client or one without this grant, `invalid_scope`.
+pub async fn grant(
+    sesame: &Sesame,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, GrantError> {
+    if !client.is_confidential() || !client.allows_grant("client_credentials") {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use the client_credentials grant",
+        )
+        .into());
+    }
+    let scopes = requested_scopes(sesame, client, params)?;
+    let ttl = ttl_seconds(sesame.config().access_ttl);
+    let mut connection = sesame.store().pool().acquire().await?;
+    let issue = Issue {
+        user_id: None,
+        client_id: &client.id,
+        scopes: &scopes,
+        ttl_seconds: ttl,
+        name: None,
+    };
+    let (access_token, _) = issue_access_token(sesame, &mut connection, issue).await?;
+    Ok(TokenResponse {
+        token_type: "Bearer",
+        expires_in: ttl,
+        access_token,
+        refresh_token: None,
+        scope: scopes.join(" "),
+    })
+}

@@ -1,0 +1,257 @@
+//! Reading OAuth form bodies and client credentials strictly: one content type, a size limit,
+//! valid UTF-8 and no repeated parameter (RFC 6749 §3.1, §3.2).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+
+use crate::grant::client_auth::ClientCredentials;
+use crate::grant::{OAuthError, Params};
+
+use super::MAX_BODY_BYTES;
+
+/// The most parameters a form may carry.
+const MAX_PARAMS: usize = 64;
+
+/// A form-encoded OAuth request body.
+pub(crate) struct OAuthForm(pub Params);
+
+/// The body was rejected: an OAuth `invalid_request`, or 413 when it is too large.
+pub(crate) enum FormRejection {
+    Invalid(OAuthError),
+    TooLarge,
+}
+
+impl IntoResponse for FormRejection {
+    fn into_response(self) -> Response {
+        match self {
+            FormRejection::Invalid(error) => error.into_response(),
+            FormRejection::TooLarge => {
+                let mut error = OAuthError::invalid_request(format!(
+                    "the request body is larger than {MAX_BODY_BYTES} bytes"
+                ));
+                error.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
+                error.into_response()
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for OAuthForm {
+    type Rejection = FormRejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let media_type = content_type.split(';').next().unwrap_or_default().trim();
+        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(FormRejection::Invalid(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            )));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    FormRejection::TooLarge
+                } else {
+                    FormRejection::Invalid(OAuthError::invalid_request(
+                        "the body could not be read",
+                    ))
+                }
+            })?;
+        parse_form(&bytes)
+            .map(OAuthForm)
+            .map_err(FormRejection::Invalid)
+    }
+}
+
+/// Parses a form body, rejecting invalid UTF-8, malformed percent-encoding, too many
+/// parameters and any parameter given twice.
+pub(crate) fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| OAuthError::invalid_request("the body is not valid UTF-8"))?;
+    let mut params = HashMap::new();
+    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode_component(name)?;
+        let value = decode_component(value)?;
+        if params.len() >= MAX_PARAMS {
+            return Err(OAuthError::invalid_request("too many parameters"));
+        }
+        if params.insert(name.clone(), value).is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {name:?} is repeated"
+            )));
+        }
+    }
+    Ok(Params(params))
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space and `%XX` a
+/// byte; a stray `%` or bytes that are not UTF-8 after decoding are errors.
+fn decode_component(text: &str) -> Result<String, OAuthError> {
+    let malformed = || OAuthError::invalid_request("malformed percent-encoding");
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut input = text.bytes();
+    while let Some(byte) = input.next() {
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let high = input.next().and_then(hex_value).ok_or_else(malformed)?;
+                let low = input.next().and_then(hex_value).ok_or_else(malformed)?;
+                bytes.push(high << 4 | low);
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| OAuthError::invalid_request("a parameter is not valid UTF-8"))
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Reads client credentials from HTTP Basic or the body, never both (RFC 6749 §2.3).
+///
+/// Basic credentials are form-decoded after base64 (RFC 6749 §2.3.1). A body `client_id`
+/// beside Basic is tolerated only when it names the same client. Returns `Ok(None)` when the
+/// request carries no client identification at all.
+pub(crate) fn client_credentials(
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Option<ClientCredentials>, OAuthError> {
+    let basic = basic_credentials(headers)?;
+    let body_id = params.get("client_id");
+    let body_secret = params.get("client_secret");
+    match basic {
+        Some((client_id, secret)) => {
+            if body_secret.is_some() || body_id.is_some_and(|id| id != client_id) {
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not Basic and the body together",
+                ));
+            }
+            Ok(Some(ClientCredentials {
+                client_id,
+                secret: Some(secret),
+                via_basic: true,
+            }))
+        }
+        None => match body_id {
+            Some(client_id) => Ok(Some(ClientCredentials {
+                client_id: client_id.to_owned(),
+                secret: body_secret.map(str::to_owned),
+                via_basic: false,
+            })),
+            None if body_secret.is_some() => Err(OAuthError::invalid_request(
+                "client_secret was sent without client_id",
+            )),
+            None => Ok(None),
+        },
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(OAuthError::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
+    let malformed = || {
+        let mut error = OAuthError::invalid_client("malformed Basic credentials");
+        error.basic_challenge = true;
+        error
+    };
+    let text = value.to_str().map_err(|_| malformed())?;
+    let Some((scheme, encoded)) = text.split_once(' ') else {
+        return Err(malformed());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::invalid_request(
+            "the token endpoint accepts only Basic client authentication",
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let id = decode_component(id).map_err(|_| malformed())?;
+    let secret = decode_component(secret).map_err(|_| malformed())?;
+    if id.is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some((id, secret)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn repeated_parameter_rejected() {
+        let error = parse_form(b"grant_type=a&grant_type=b")
+            .err()
+            .expect("rejected");
+        assert_eq!(error.code, "invalid_request");
+    }
+
+    #[test]
+    fn plus_and_percent_decode() {
+        let params = parse_form(b"scope=read+write&x=%41%3a").expect("parses");
+        assert_eq!(params.get("scope"), Some("read write"));
+        assert_eq!(params.get("x"), Some("A:"));
+    }
+
+    #[test]
+    fn bad_encodings_rejected() {
+        for body in [&b"a=%zz"[..], b"a=%4", b"a=%ff", b"\xff=1"] {
+            assert!(parse_form(body).is_err(), "{body:?} accepted");
+        }
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let mut headers = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode("a%3Ab:s%2Bc+d");
+        let value = HeaderValue::from_str(&format!("Basic {encoded}")).expect("valid");
+        headers.insert(AUTHORIZATION, value);
+        let (id, secret) = basic_credentials(&headers)
+            .expect("parses")
+            .expect("present");
+        assert_eq!(id, "a:b");
+        assert_eq!(secret, "s+c d");
+    }
+
+    #[test]
+    fn basic_and_body_secret_conflict() {
+        let mut headers = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode("id:secret");
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {encoded}")).expect("valid"),
+        );
+        let params = parse_form(b"client_secret=secret").expect("parses");
+        let error = client_credentials(&headers, &params).expect_err("rejected");
+        assert_eq!(error.code, "invalid_request");
+    }
+}

@@ -1,0 +1,95 @@
+//! `GET/POST /oauth/personal-access-tokens` and `DELETE /oauth/personal-access-tokens/{id}`:
+//! the signed-in user's personal access tokens, in Passport's JSON shape.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, no_store};
+use crate::app::Sesame;
+use crate::config::ACCOUNT_SCOPE;
+use crate::guard::Bearer;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// Checks that the bearer token may manage its user's account and returns the user id.
+fn account_user(bearer: &Bearer) -> Result<i64, ApiError> {
+    let user_id = bearer.user_id()?;
+    bearer.require_all(&[ACCOUNT_SCOPE])?;
+    Ok(user_id)
+}
+
+/// Lists the user's unrevoked, unexpired personal access tokens.
+pub(crate) async fn list(
+    State(sesame): State<Sesame>,
+    bearer: Bearer,
+) -> Result<Response, ApiError> {
+    let user_id = account_user(&bearer)?;
+    let tokens = sesame
+        .store()
+        .personal_tokens(user_id, sesame.now())
+        .await?;
+    Ok(axum::Json(tokens).into_response())
+}
+
+/// Creates a personal access token with at most the presenting token's scopes. Answers
+/// `{"accessToken": ..., "token": {...}}` as Passport does; the token is shown only here.
+pub(crate) async fn create(
+    State(sesame): State<Sesame>,
+    bearer: Bearer,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user_id = account_user(&bearer)?;
+    let request: CreateRequest = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::Status(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("the body must be JSON {{\"name\": ..., \"scopes\": [...]}}: {error}"),
+        )
+    })?;
+    if let Some(extra) = request.scopes.iter().find(|scope| !bearer.has_scope(scope)) {
+        return Err(ApiError::Status(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("the presenting token does not hold scope {extra:?}"),
+        ));
+    }
+    let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
+    let created = sesame.create_token(user_id, &request.name, &scopes).await?;
+    let body = json!({"accessToken": created.access_token, "token": created.token});
+    Ok(no_store(
+        (StatusCode::CREATED, axum::Json(body)).into_response(),
+    ))
+}
+
+/// Revokes one of the user's personal access tokens; 404 if the user has no such token.
+pub(crate) async fn revoke(
+    State(sesame): State<Sesame>,
+    bearer: Bearer,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user_id = account_user(&bearer)?;
+    if sesame
+        .store()
+        .revoke_personal_token(&id, user_id, sesame.now())
+        .await?
+    {
+        tracing::info!(user_id, token_id = %id, "revoked personal access token");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::Status(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no personal access token with that id".into(),
+        ))
+    }
+}

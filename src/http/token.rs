@@ -1,0 +1,61 @@
+//! `POST /oauth/token`: every grant.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+
+use super::form::{OAuthForm, client_credentials};
+use super::no_store;
+use crate::app::Sesame;
+use crate::grant::{self, GrantError, OAuthError};
+
+/// Authenticates the client, dispatches on `grant_type` and answers with tokens or an
+/// RFC 6749 §5.2 error, always with `Cache-Control: no-store`.
+pub(crate) async fn token(
+    State(sesame): State<Sesame>,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Response {
+    let grant_type = params.get("grant_type").unwrap_or_default().to_owned();
+    let result = token_inner(&sesame, &headers, &params, &grant_type).await;
+    match result {
+        Ok(response) => {
+            tracing::info!(grant_type, "issued tokens");
+            no_store(axum::Json(response).into_response())
+        }
+        Err(error) => {
+            if let GrantError::OAuth(oauth) = &error {
+                tracing::debug!(grant_type, error = oauth.code, "token request refused");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn token_inner(
+    sesame: &Sesame,
+    headers: &HeaderMap,
+    params: &grant::Params,
+    grant_type: &str,
+) -> Result<grant::TokenResponse, GrantError> {
+    if grant_type.is_empty() {
+        return Err(OAuthError::invalid_request("missing grant_type").into());
+    }
+    if !matches!(
+        grant_type,
+        "client_credentials" | "password" | "refresh_token"
+    ) {
+        return Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type {grant_type:?} is not supported"
+        ))
+        .into());
+    }
+    let credentials = client_credentials(headers, params)?
+        .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
+    let client = grant::client_auth::authenticate(sesame, &credentials).await?;
+    match grant_type {
+        "client_credentials" => grant::client_credentials::grant(sesame, &client, params).await,
+        "password" => grant::password::grant(sesame, &client, params).await,
+        _ => grant::refresh_token::grant(sesame, &client, params).await,
+    }
+}

@@ -1,0 +1,279 @@
+//! Installing: the personal access client and the password client, made idempotently and
+//! race-free, and repaired when a database refresh loses them.
+
+use crate::app::Sesame;
+use crate::error::{Error, Result};
+use crate::store::meta::{INSTALLED_AT, PASSWORD_CLIENT, PERSONAL_ACCESS_CLIENT};
+use crate::store::{ClientKind, ClientRecord, NewClient, Store, is_read_only};
+use crate::token::secret::Secret;
+
+/// The command that creates a personal access client by hand.
+pub const PERSONAL_CLIENT_FIX: &str = "sesame client --personal";
+
+/// What an install or repair did.
+#[derive(Debug, Default)]
+pub struct InstallReport {
+    /// The current personal access client's id.
+    pub personal_client_id: String,
+    /// Whether the personal access client was created by this call.
+    pub personal_client_created: bool,
+    /// The password client's id, if one is recorded.
+    pub password_client_id: Option<String>,
+    /// The secret of a password client created by this call, shown once.
+    pub password_client_secret: Option<Secret>,
+}
+
+impl InstallReport {
+    /// Logs what was created, at info.
+    pub fn log(&self) {
+        if self.personal_client_created {
+            tracing::info!(client_id = %self.personal_client_id, "created personal access client");
+        }
+        if let (Some(id), Some(_)) = (&self.password_client_id, &self.password_client_secret) {
+            tracing::info!(
+                client_id = %id,
+                "created password client; run `sesame client secret {id}` to get a secret"
+            );
+        }
+    }
+}
+
+/// Whether the database records a finished installation. A database without Sesame's
+/// tables reads as not installed.
+pub(crate) async fn is_installed(store: &Store) -> bool {
+    let Ok(mut connection) = store.pool().acquire().await else {
+        return false;
+    };
+    matches!(store.meta(&mut connection, INSTALLED_AT).await, Ok(Some(_)))
+}
+
+/// Makes sure the personal access client and the password client exist and records the
+/// installation. Running it again changes nothing; a revoked password client stays revoked.
+///
+/// # Errors
+///
+/// [`Error::Database`] on a query failure.
+pub async fn install_clients(sesame: &Sesame) -> Result<InstallReport> {
+    let (personal_client_id, personal_client_created) = ensure_personal_client(sesame).await?;
+    let (password_client_id, password_client_secret) = ensure_password_client(sesame).await?;
+    let store = sesame.store();
+    let mut connection = store.pool().acquire().await?;
+    let now = sesame.now();
+    store
+        .insert_meta(&mut connection, INSTALLED_AT, &now.to_string(), now)
+        .await?;
+    Ok(InstallReport {
+        personal_client_id,
+        personal_client_created,
+        password_client_id: Some(password_client_id),
+        password_client_secret,
+    })
+}
+
+impl Sesame {
+    /// Returns the id of the current personal access client, creating one when it is
+    /// missing or revoked and installing is automatic. Safe to call from many tasks and
+    /// nodes at once: exactly one client becomes current.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PersonalAccessClientMissing`] when no usable client exists and Sesame may not
+    /// create one (auto-install off, or a read-only database).
+    pub async fn ensure_personal_access_client(&self) -> Result<String> {
+        if let Some(id) = current_personal_client(self).await? {
+            return Ok(id);
+        }
+        if !self.config().auto_install {
+            return Err(Error::PersonalAccessClientMissing {
+                fix: PERSONAL_CLIENT_FIX,
+            });
+        }
+        match ensure_personal_client(self).await {
+            Ok((id, created)) => {
+                if created {
+                    tracing::info!(client_id = %id, "repaired missing personal access client");
+                }
+                Ok(id)
+            }
+            Err(error) if is_read_only(&error) => Err(Error::PersonalAccessClientMissing {
+                fix: PERSONAL_CLIENT_FIX,
+            }),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn usable_personal_client(client: Option<ClientRecord>) -> Option<String> {
+    client
+        .filter(|c| c.personal_access_client && !c.revoked)
+        .map(|c| c.id)
+}
+
+async fn current_personal_client(sesame: &Sesame) -> Result<Option<String>> {
+    let store = sesame.store();
+    let mut connection = store.pool().acquire().await?;
+    let Some(id) = store.meta(&mut connection, PERSONAL_ACCESS_CLIENT).await? else {
+        return Ok(None);
+    };
+    Ok(usable_personal_client(
+        store.client_in(&mut connection, &id).await?,
+    ))
+}
+
+/// Ensures a usable personal access client is recorded as current. Returns its id and
+/// whether this call created it.
+///
+/// The new client and the meta row commit together, and the meta row changes only by a
+/// conditional insert or update, so of two racing callers one commits and the other rolls
+/// back and uses the winner's client.
+async fn ensure_personal_client(sesame: &Sesame) -> Result<(String, bool)> {
+    let store = sesame.store();
+    loop {
+        let mut transaction = store.begin_write().await?;
+        let recorded = store.meta(&mut transaction, PERSONAL_ACCESS_CLIENT).await?;
+        if let Some(id) = &recorded {
+            let client = store.client_in(&mut transaction, id).await?;
+            if let Some(id) = usable_personal_client(client) {
+                transaction.commit().await?;
+                return Ok((id, false));
+            }
+        }
+        let now = sesame.now();
+        let client = new_client(ClientKind::Personal, "Sesame Personal Access Client", None)?;
+        store
+            .insert_client(&mut transaction, &client.0, now)
+            .await?;
+        let won = match &recorded {
+            None => {
+                store
+                    .insert_meta(&mut transaction, PERSONAL_ACCESS_CLIENT, &client.0.id, now)
+                    .await?
+            }
+            Some(old) => {
+                store
+                    .replace_meta(
+                        &mut transaction,
+                        PERSONAL_ACCESS_CLIENT,
+                        old,
+                        &client.0.id,
+                        now,
+                    )
+                    .await?
+            }
+        };
+        if won {
+            transaction.commit().await?;
+            return Ok((client.0.id, true));
+        }
+        transaction.rollback().await?;
+    }
+}
+
+/// Ensures a password client was made once. Returns its id and, when this call created it,
+/// its secret.
+async fn ensure_password_client(sesame: &Sesame) -> Result<(String, Option<Secret>)> {
+    let store = sesame.store();
+    loop {
+        let mut transaction = store.begin_write().await?;
+        if let Some(id) = store.meta(&mut transaction, PASSWORD_CLIENT).await? {
+            transaction.commit().await?;
+            return Ok((id, None));
+        }
+        let now = sesame.now();
+        let (client, secret) =
+            new_client(ClientKind::Password, "Sesame Password Grant Client", None)?;
+        store.insert_client(&mut transaction, &client, now).await?;
+        if store
+            .insert_meta(&mut transaction, PASSWORD_CLIENT, &client.id, now)
+            .await?
+        {
+            transaction.commit().await?;
+            return Ok((client.id, secret));
+        }
+        transaction.rollback().await?;
+    }
+}
+
+/// Builds a client of `kind` with a fresh id and, for confidential kinds, a fresh secret.
+pub(crate) fn new_client(
+    kind: ClientKind,
+    name: &str,
+    scopes: Option<Vec<String>>,
+) -> Result<(NewClient, Option<Secret>)> {
+    let secret = if kind.confidential() {
+        Some(Secret::generate()?)
+    } else {
+        None
+    };
+    let client = NewClient {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: name.to_owned(),
+        secret_hash: secret.as_ref().map(Secret::stored),
+        redirect_uris: Vec::new(),
+        grant_types: kind.grant_types(),
+        scopes,
+        personal_access_client: kind == ClientKind::Personal,
+        password_client: kind == ClientKind::Password,
+        first_party: matches!(kind, ClientKind::Personal | ClientKind::Password),
+        user_id: None,
+    };
+    Ok((client, secret))
+}
+
+/// Creates a client of `kind`; a new personal access client becomes the current one. Returns the stored record and,
+/// once, the plain secret.
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] for an empty name, [`Error::UnknownScope`] for an undeclared scope,
+/// [`Error::Database`] on a query failure.
+pub async fn create_client(
+    sesame: &Sesame,
+    kind: ClientKind,
+    name: &str,
+    scopes: Option<Vec<String>>,
+) -> Result<(ClientRecord, Option<Secret>)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(Error::InvalidInput(
+            "a client name must be 1 to 255 characters".into(),
+        ));
+    }
+    if let Some(scopes) = &scopes {
+        for scope in scopes {
+            if sesame.config().scope_description(scope).is_none() {
+                return Err(Error::UnknownScope(scope.clone()));
+            }
+        }
+    }
+    let store = sesame.store();
+    let (client, secret) = new_client(kind, name, scopes)?;
+    let now = sesame.now();
+    let mut transaction = store.begin_write().await?;
+    store.insert_client(&mut transaction, &client, now).await?;
+    let meta_name = match kind {
+        ClientKind::Personal => Some(PERSONAL_ACCESS_CLIENT),
+        ClientKind::Password | ClientKind::ClientCredentials => None,
+    };
+    if let Some(meta_name) = meta_name {
+        match store.meta(&mut transaction, meta_name).await? {
+            Some(old) => {
+                store
+                    .replace_meta(&mut transaction, meta_name, &old, &client.id, now)
+                    .await?;
+            }
+            None => {
+                store
+                    .insert_meta(&mut transaction, meta_name, &client.id, now)
+                    .await?;
+            }
+        }
+    }
+    let record = store.client_in(&mut transaction, &client.id).await?;
+    transaction.commit().await?;
+    let record = record.ok_or_else(|| Error::NotFound {
+        kind: "client",
+        id: client.id,
+    })?;
+    Ok((record, secret))
+}

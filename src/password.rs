@@ -1,0 +1,81 @@
+//! User password hashing with Argon2id, off the async runtime and bounded in concurrency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, Result};
+
+/// How long a request waits for a hashing slot before it is answered as busy.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs Argon2id hashes on blocking threads, at most `limit` at once.
+pub(crate) struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified against when the user does not exist so that
+    /// unknown and known users take the same time.
+    dummy_hash: String,
+}
+
+impl PasswordHasher {
+    pub(crate) fn new(limit: usize) -> Result<PasswordHasher> {
+        let random = crate::token::secret::Secret::generate()?;
+        let dummy_hash = hash_blocking(random.expose())?;
+        Ok(PasswordHasher {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            dummy_hash,
+        })
+    }
+
+    /// Hashes a new password into a PHC string.
+    pub(crate) async fn hash(&self, password: String) -> Result<String> {
+        self.run(move || hash_blocking(&password)).await?
+    }
+
+    /// Checks a password against a stored PHC string, or against a dummy hash when there is
+    /// none, so the answer takes the same time either way. Returns `false` for `None`.
+    pub(crate) async fn verify(&self, stored: Option<String>, password: String) -> Result<bool> {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
+        let matches = self
+            .run(move || {
+                PasswordHash::new(&stored)
+                    .map(|parsed| {
+                        Argon2::default()
+                            .verify_password(password.as_bytes(), &parsed)
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            })
+            .await?;
+        Ok(known && matches)
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let permit = tokio::time::timeout(QUEUE_WAIT, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| Error::Busy)?
+            .map_err(|_| Error::Busy)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let value = work();
+            drop(permit);
+            value
+        })
+        .await
+        .map_err(|_| Error::Crypto("password hashing task failed"))?;
+        Ok(result)
+    }
+}
+
+fn hash_blocking(password: &str) -> Result<String> {
+    let mut salt_bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut salt_bytes).map_err(|_| Error::Crypto("random salt"))?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| Error::Crypto("salt encoding"))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|_| Error::Crypto("Argon2id hashing"))
+}

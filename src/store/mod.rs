@@ -1,0 +1,272 @@
+//! Storage: one query layer over SQLite, PostgreSQL and MySQL through sqlx's `Any` driver.
+//!
+//! Queries are written once with `?` placeholders; [`Store::sql`] rewrites them for the
+//! backend. Every other dialect difference lives in this module.
+
+mod clients;
+mod keys;
+pub(crate) mod meta;
+mod tokens;
+mod users;
+
+use std::borrow::Cow;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Transaction};
+
+pub use clients::{ClientKind, ClientRecord, NewClient};
+pub use keys::{KeyRecord, KeyState};
+pub use tokens::{AccessTokenRecord, NewAccessToken, NewRefreshToken, RefreshTokenRecord};
+pub use users::UserRecord;
+
+use crate::config::redact_url;
+use crate::error::{Error, Result};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./src/migrations/sqlite");
+
+/// The kind of database behind a [`Store`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, the embedded default.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    MySql,
+}
+
+/// A connection pool and the dialect it speaks.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` without running migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an unsupported URL, [`Error::Database`] when the database cannot
+    /// be reached; the message names the URL without its password.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            Backend::MySql
+        } else {
+            return Err(Error::Config(format!(
+                "database URL {} must start with sqlite:, postgres: or mysql:",
+                redact_url(url)
+            )));
+        };
+        if backend != Backend::Sqlite {
+            return Err(Error::Config(format!(
+                "this build supports only SQLite; {} needs the PostgreSQL or MySQL backend",
+                redact_url(url)
+            )));
+        }
+        let options = AnyConnectOptions::from_str(url).map_err(|error| {
+            Error::Config(format!("invalid database URL {}: {error}", redact_url(url)))
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        use sqlx::Executor as _;
+                        // WAL lets readers run beside the one writer; busy_timeout makes a CLI
+                        // writing beside a running server wait instead of failing.
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|error| connect_error(url, error))?;
+        Ok(Store { pool, backend })
+    }
+
+    /// The backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool, for queries the store does not wrap.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Rewrites `?` placeholders for the backend (`$1`, `$2`, ... on PostgreSQL).
+    pub(crate) fn sql<'q>(&self, query: &'q str) -> Cow<'q, str> {
+        if self.backend != Backend::Postgres {
+            return Cow::Borrowed(query);
+        }
+        let mut out = String::with_capacity(query.len() + 16);
+        let mut index = 0;
+        for ch in query.chars() {
+            if ch == '?' {
+                index += 1;
+                out.push('$');
+                out.push_str(&index.to_string());
+            } else {
+                out.push(ch);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a read followed by a write cannot fail with a busy snapshot.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when no connection or lock can be had.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        let transaction = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _ => self.pool.begin().await?,
+        };
+        Ok(transaction)
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        &SQLITE_MIGRATIONS
+    }
+
+    /// Applies pending migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SchemaTooNew`] when the database has migrations this binary does not know;
+    /// [`Error::Migrate`] for any other failure.
+    pub async fn migrate(&self) -> Result<()> {
+        self.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Compares the applied migrations with the embedded ones.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the migration table cannot be read.
+    pub async fn schema_status(&self) -> Result<SchemaStatus> {
+        use sqlx::migrate::Migrate as _;
+        let mut connection = self.pool.acquire().await?;
+        connection.ensure_migrations_table().await?;
+        let applied = connection.list_applied_migrations().await?;
+        let known: Vec<i64> = self.migrator().iter().map(|m| m.version).collect();
+        if let Some(unknown) = applied
+            .iter()
+            .map(|m| m.version)
+            .find(|v| !known.contains(v))
+        {
+            return Ok(SchemaStatus::TooNew { version: unknown });
+        }
+        let pending = known
+            .iter()
+            .filter(|v| !applied.iter().any(|m| m.version == **v))
+            .count();
+        Ok(if pending == 0 {
+            SchemaStatus::Current
+        } else {
+            SchemaStatus::Pending(pending)
+        })
+    }
+
+    /// Checks that the database answers a trivial query.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when it does not.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// How the database schema compares with this binary's migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaStatus {
+    /// Every migration is applied.
+    Current,
+    /// This many migrations are pending.
+    Pending(usize),
+    /// The database has a migration this binary does not know.
+    TooNew {
+        /// The unknown version.
+        version: i64,
+    },
+}
+
+fn connect_error(url: &str, error: sqlx::Error) -> Error {
+    Error::DatabaseUnavailable {
+        url: redact_url(url),
+        source: error,
+    }
+}
+
+/// Whether a database error says the database is read-only.
+pub(crate) fn is_read_only(error: &Error) -> bool {
+    let Error::Database(sqlx::Error::Database(db)) = error else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    match code.parse::<i32>() {
+        // SQLite's SQLITE_READONLY and its extended codes share the low byte 8.
+        Ok(number) if number & 0xff == 8 => true,
+        // MySQL: ER_OPTION_PREVENTS_STATEMENT (--read-only), ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
+        Ok(1290 | 1792) => true,
+        // PostgreSQL: read_only_sql_transaction.
+        _ => code == "25006",
+    }
+}
+
+/// Whether a database error is a unique-constraint violation.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Reads a flag column: a boolean on PostgreSQL and MySQL, an integer 0 or 1 on SQLite (the
+/// `Any` driver cannot decode SQLite's boolean type).
+pub(crate) fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
+    Ok(optional_flag(row, column)?.unwrap_or(false))
+}
+
+/// Reads a nullable flag column, as [`flag`] does; NULL (from an outer join) is `None`.
+pub(crate) fn optional_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<bool>> {
+    use sqlx::Row as _;
+    if let Ok(value) = row.try_get::<Option<bool>, _>(column) {
+        return Ok(value);
+    }
+    let value: Option<i64> = row.try_get(column)?;
+    Ok(value.map(|number| number != 0))
+}
+
+/// Encodes a list of strings as the JSON text stored in list columns.
+pub(crate) fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Decodes a JSON list column; a malformed value reads as empty, which grants nothing.
+pub(crate) fn parse_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}

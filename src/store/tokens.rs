@@ -1,0 +1,369 @@
+//! The `oauth_access_tokens` and `oauth_refresh_tokens` tables.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+
+use super::{Store, json_list, parse_list};
+use crate::error::Result;
+
+/// An access token row to insert.
+#[derive(Clone, Debug)]
+pub struct NewAccessToken {
+    /// The `jti`.
+    pub id: String,
+    /// The user, or `None` for client credentials.
+    pub user_id: Option<i64>,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The name of a personal access token; `None` for every other token.
+    pub name: Option<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The signing key's id.
+    pub kid: String,
+    /// Issue time, seconds since the epoch.
+    pub created_at: i64,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// A stored access token with the state of its client and user, as the guard needs them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AccessTokenRecord {
+    /// The `jti`.
+    pub id: String,
+    /// The user, or `None` for client credentials.
+    pub user_id: Option<i64>,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The name of a personal access token.
+    pub name: Option<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// Issue time, seconds since the epoch.
+    pub created_at: i64,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: i64,
+    /// `Some(true)` if its client is revoked, `None` if the client row is gone.
+    #[serde(skip)]
+    pub client_revoked: Option<bool>,
+    /// `Some(true)` if its user is disabled, `None` if there is no user row.
+    #[serde(skip)]
+    pub user_disabled: Option<bool>,
+}
+
+impl AccessTokenRecord {
+    /// Whether this is a personal access token (it has a name, as in Passport).
+    pub fn is_personal(&self) -> bool {
+        self.name.is_some()
+    }
+}
+
+const ACCESS_SELECT: &str = "SELECT t.id, t.user_id, t.client_id, t.name, t.scopes, t.revoked, \
+    t.created_at, t.expires_at, c.revoked AS client_revoked, u.disabled AS user_disabled \
+    FROM oauth_access_tokens t \
+    LEFT JOIN oauth_clients c ON c.id = t.client_id \
+    LEFT JOIN users u ON u.id = t.user_id";
+
+fn access_from_row(row: &AnyRow) -> Result<AccessTokenRecord> {
+    Ok(AccessTokenRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        client_id: row.try_get("client_id")?,
+        name: row.try_get("name")?,
+        scopes: parse_list(&row.try_get::<String, _>("scopes")?),
+        revoked: super::flag(row, "revoked")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        client_revoked: super::optional_flag(row, "client_revoked")?,
+        user_disabled: super::optional_flag(row, "user_disabled")?,
+    })
+}
+
+/// A refresh token row to insert; the token itself is stored only as its hash.
+#[derive(Clone, Debug)]
+pub struct NewRefreshToken {
+    /// Row id.
+    pub id: String,
+    /// `sha256:` hash of the token.
+    pub token_hash: String,
+    /// The access token issued beside it.
+    pub access_token_id: String,
+    /// Shared by every rotation of one grant.
+    pub family_id: String,
+    /// The client it belongs to.
+    pub client_id: String,
+    /// The user it belongs to.
+    pub user_id: Option<i64>,
+    /// Granted scopes, kept across rotations.
+    pub scopes: Vec<String>,
+    /// Issue time, seconds since the epoch.
+    pub created_at: i64,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// A stored refresh token.
+#[derive(Clone, Debug)]
+pub struct RefreshTokenRecord {
+    /// Row id.
+    pub id: String,
+    /// The access token issued beside it.
+    pub access_token_id: String,
+    /// Shared by every rotation of one grant.
+    pub family_id: String,
+    /// The client it belongs to.
+    pub client_id: String,
+    /// The user it belongs to.
+    pub user_id: Option<i64>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Whether it was revoked or spent.
+    pub revoked: bool,
+    /// When it was spent by a rotation; `None` if never used.
+    pub used_at: Option<i64>,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// Inserts an access token row.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn insert_access_token(
+        &self,
+        connection: &mut AnyConnection,
+        token: &NewAccessToken,
+    ) -> Result<()> {
+        sqlx::query(&self.sql(
+            "INSERT INTO oauth_access_tokens (id, user_id, client_id, name, scopes, revoked, kid, \
+             created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&token.id)
+        .bind(token.user_id)
+        .bind(&token.client_id)
+        .bind(token.name.as_deref())
+        .bind(json_list(&token.scopes))
+        .bind(false)
+        .bind(&token.kid)
+        .bind(token.created_at)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(connection)
+        .await?;
+        Ok(())
+    }
+
+    /// Finds an access token row with its client's and user's state.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>> {
+        let query = format!("{ACCESS_SELECT} WHERE t.id = ?");
+        let row = sqlx::query(&self.sql(&query))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(access_from_row).transpose()
+    }
+
+    /// Lists a user's personal access tokens that are neither revoked nor expired, newest
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn personal_tokens(&self, user_id: i64, now: i64) -> Result<Vec<AccessTokenRecord>> {
+        let query = format!(
+            "{ACCESS_SELECT} WHERE t.user_id = ? AND t.name IS NOT NULL AND t.revoked = ? \
+             AND t.expires_at > ? ORDER BY t.created_at DESC, t.id DESC"
+        );
+        let rows = sqlx::query(&self.sql(&query))
+            .bind(user_id)
+            .bind(false)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(access_from_row).collect()
+    }
+
+    /// Revokes a user's personal access token. Returns whether the user owned an unrevoked
+    /// personal token with that id.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn revoke_personal_token(&self, id: &str, user_id: i64, now: i64) -> Result<bool> {
+        let result = sqlx::query(&self.sql(
+            "UPDATE oauth_access_tokens SET revoked = ?, updated_at = ? \
+             WHERE id = ? AND user_id = ? AND name IS NOT NULL AND revoked = ?",
+        ))
+        .bind(true)
+        .bind(now)
+        .bind(id)
+        .bind(user_id)
+        .bind(false)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Revokes one access token by id.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn revoke_access_token(
+        &self,
+        connection: &mut AnyConnection,
+        id: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            &self.sql("UPDATE oauth_access_tokens SET revoked = ?, updated_at = ? WHERE id = ?"),
+        )
+        .bind(true)
+        .bind(now)
+        .bind(id)
+        .execute(connection)
+        .await?;
+        Ok(())
+    }
+
+    /// Inserts a refresh token row.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn insert_refresh_token(
+        &self,
+        connection: &mut AnyConnection,
+        token: &NewRefreshToken,
+    ) -> Result<()> {
+        sqlx::query(&self.sql(
+            "INSERT INTO oauth_refresh_tokens (id, token_hash, access_token_id, family_id, \
+             client_id, user_id, scopes, revoked, used_at, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+        ))
+        .bind(&token.id)
+        .bind(&token.token_hash)
+        .bind(&token.access_token_id)
+        .bind(&token.family_id)
+        .bind(&token.client_id)
+        .bind(token.user_id)
+        .bind(json_list(&token.scopes))
+        .bind(false)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(connection)
+        .await?;
+        Ok(())
+    }
+
+    /// Finds a refresh token by the hash of its value.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn refresh_token_by_hash(
+        &self,
+        connection: &mut AnyConnection,
+        token_hash: &str,
+    ) -> Result<Option<RefreshTokenRecord>> {
+        let row = sqlx::query(&self.sql(
+            "SELECT id, access_token_id, family_id, client_id, user_id, scopes, revoked, used_at, \
+             expires_at FROM oauth_refresh_tokens WHERE token_hash = ?",
+        ))
+        .bind(token_hash)
+        .fetch_optional(connection)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(RefreshTokenRecord {
+            id: row.try_get("id")?,
+            access_token_id: row.try_get("access_token_id")?,
+            family_id: row.try_get("family_id")?,
+            client_id: row.try_get("client_id")?,
+            user_id: row.try_get("user_id")?,
+            scopes: parse_list(&row.try_get::<String, _>("scopes")?),
+            revoked: super::flag(&row, "revoked")?,
+            used_at: row.try_get("used_at")?,
+            expires_at: row.try_get("expires_at")?,
+        }))
+    }
+
+    /// Marks an unspent refresh token as used. Returns whether this call spent it; of two
+    /// concurrent calls only one can.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn spend_refresh_token(
+        &self,
+        connection: &mut AnyConnection,
+        id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let result = sqlx::query(&self.sql(
+            "UPDATE oauth_refresh_tokens SET revoked = ?, used_at = ? WHERE id = ? AND revoked = ?",
+        ))
+        .bind(true)
+        .bind(now)
+        .bind(id)
+        .bind(false)
+        .execute(connection)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Revokes every refresh token of a family and every access token issued with them.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn revoke_refresh_family(
+        &self,
+        connection: &mut AnyConnection,
+        family_id: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(&self.sql(
+            "UPDATE oauth_access_tokens SET revoked = ?, updated_at = ? WHERE id IN \
+             (SELECT access_token_id FROM oauth_refresh_tokens WHERE family_id = ?)",
+        ))
+        .bind(true)
+        .bind(now)
+        .bind(family_id)
+        .execute(&mut *connection)
+        .await?;
+        sqlx::query(&self.sql("UPDATE oauth_refresh_tokens SET revoked = ? WHERE family_id = ?"))
+            .bind(true)
+            .bind(family_id)
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts unexpired, unrevoked access tokens grouped by the key that signed them.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn live_tokens_by_kid(&self, now: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT kid, COUNT(*) AS n FROM oauth_access_tokens \
+             WHERE revoked = ? AND expires_at > ? GROUP BY kid",
+        ))
+        .bind(false)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("kid")?, row.try_get("n")?)))
+            .collect()
+    }
+}

@@ -1,0 +1,4 @@
+//! Tokens: signed JWT access tokens and opaque secrets.
+
+pub mod jwt;
+pub mod secret;
