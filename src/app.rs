@@ -16,6 +16,9 @@ use crate::token::jwt::Verifier;
 pub struct OpenOptions {
     /// Apply pending migrations (the default). When off, pending migrations are an error.
     pub migrate: bool,
+    /// Create the clients of a database never installed, where installing is automatic (the
+    /// default). `sesame install` turns it off to report what it creates itself.
+    pub install: bool,
     /// The time source; the system clock by default.
     pub clock: Arc<dyn Clock>,
 }
@@ -24,6 +27,7 @@ impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             migrate: true,
+            install: true,
             clock: Arc::new(SystemClock),
         }
     }
@@ -33,6 +37,12 @@ impl OpenOptions {
     /// Sets whether pending migrations are applied.
     pub fn migrate(mut self, migrate: bool) -> Self {
         self.migrate = migrate;
+        self
+    }
+
+    /// Sets whether a database never installed gets its clients on open.
+    pub fn install(mut self, install: bool) -> Self {
+        self.install = install;
         self
     }
 
@@ -118,6 +128,7 @@ impl Sesame {
             tracing::warn!("{warning}");
         }
         let signing_key = loaded.key;
+        let install_clients = options.install;
         let verifier = Verifier::new(&signing_key);
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)?;
         let sesame = Sesame {
@@ -131,7 +142,7 @@ impl Sesame {
             }),
         };
         sesame.record_signing_key().await?;
-        if !installed && sesame.config().auto_install {
+        if !installed && sesame.config().auto_install && install_clients {
             match crate::install::install_clients(&sesame).await {
                 Ok(report) => report.log(),
                 Err(error) if crate::store::is_read_only(&error) => {

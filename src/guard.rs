@@ -74,7 +74,7 @@ impl Bearer {
         }
     }
 
-    /// The user id, or [`BearerError::InsufficientScope`] style refusal for client tokens.
+    /// Returns the user the token speaks for.
     ///
     /// # Errors
     ///
@@ -286,12 +286,38 @@ pub trait ScopeList: Send + Sync + 'static {
 }
 
 /// A [`Bearer`] that carries every scope of `L`; otherwise 403 `insufficient_scope`.
+/// Dereferences to the [`Bearer`].
 #[derive(Debug, Clone)]
-pub struct AllScopes<L>(pub Bearer, PhantomData<L>);
+pub struct AllScopes<L> {
+    /// The verified token.
+    pub bearer: Bearer,
+    scopes: PhantomData<L>,
+}
 
 /// A [`Bearer`] that carries at least one scope of `L`; otherwise 403 `insufficient_scope`.
+/// Dereferences to the [`Bearer`].
 #[derive(Debug, Clone)]
-pub struct AnyScope<L>(pub Bearer, PhantomData<L>);
+pub struct AnyScope<L> {
+    /// The verified token.
+    pub bearer: Bearer,
+    scopes: PhantomData<L>,
+}
+
+impl<L> std::ops::Deref for AllScopes<L> {
+    type Target = Bearer;
+
+    fn deref(&self) -> &Bearer {
+        &self.bearer
+    }
+}
+
+impl<L> std::ops::Deref for AnyScope<L> {
+    type Target = Bearer;
+
+    fn deref(&self) -> &Bearer {
+        &self.bearer
+    }
+}
 
 impl<S, L> FromRequestParts<S> for AllScopes<L>
 where
@@ -304,7 +330,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let bearer = Bearer::from_request_parts(parts, state).await?;
         bearer.require_all(L::SCOPES)?;
-        Ok(AllScopes(bearer, PhantomData))
+        Ok(AllScopes {
+            bearer,
+            scopes: PhantomData,
+        })
     }
 }
 
@@ -319,7 +348,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let bearer = Bearer::from_request_parts(parts, state).await?;
         bearer.require_any(L::SCOPES)?;
-        Ok(AnyScope(bearer, PhantomData))
+        Ok(AnyScope {
+            bearer,
+            scopes: PhantomData,
+        })
     }
 }
 

@@ -125,7 +125,8 @@ pub async fn install(
     let mut config = config;
     // `install` is the explicit way to install, whatever SESAME_AUTO_INSTALL says.
     config.auto_install = true;
-    let sesame = Sesame::open_with(config, OpenOptions::default().migrate(migrate)).await?;
+    let options = OpenOptions::default().migrate(migrate).install(false);
+    let sesame = Sesame::open_with(config, options).await?;
     let report = sesame::install::install_clients(&sesame).await?;
     let secret = report
         .password_client_secret

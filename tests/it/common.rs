@@ -1,0 +1,257 @@
+//! Shared helpers: a real Sesame server on a loopback port with its own data directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sesame::clock::OffsetClock;
+use sesame::store::ClientKind;
+use sesame::{Config, OpenOptions, Sesame};
+use tempfile::TempDir;
+
+/// Scopes every test server declares.
+pub const SCOPES_TOML: &str = "[scopes]\nread = \"Read things\"\nwrite = \"Write things\"\n";
+
+/// A running server and handles into its state.
+pub struct Server {
+    pub sesame: Sesame,
+    pub base: String,
+    pub clock: Arc<OffsetClock>,
+    pub http: reqwest::Client,
+    _dir: TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Makes a data directory whose sesame.toml holds `extra` settings and the test scopes.
+pub fn data_dir(extra: &str) -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("sesame.toml"),
+        format!("{extra}{SCOPES_TOML}"),
+    )
+    .expect("write sesame.toml");
+    dir
+}
+
+/// Loads the configuration of `dir` with an issuer naming `base`.
+pub fn config_for(dir: &Path, base: &str) -> Config {
+    let mut config = Config::for_data_dir(dir).expect("config loads");
+    config.issuer = base.to_owned();
+    config.audience = base.to_owned();
+    config
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub async fn start() -> Server {
+        Self::start_with(data_dir(""), |_| {}).await
+    }
+
+    /// Starts a server on `dir`, letting `adjust` change the configuration first.
+    pub async fn start_with(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let base = format!("http://{address}");
+        let mut config = config_for(dir.path(), &base);
+        config.bind = address;
+        adjust(&mut config);
+        let clock = Arc::new(OffsetClock::default());
+        let options = OpenOptions::default().clock(clock.clone());
+        let sesame = Sesame::open_with(config, options)
+            .await
+            .expect("sesame opens");
+        let app = sesame::router(sesame.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client");
+        Server {
+            sesame,
+            base,
+            clock,
+            http,
+            _dir: dir,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates a client of `kind` and returns its id and secret.
+    pub async fn client(&self, kind: ClientKind, scopes: Option<&[&str]>) -> (String, String) {
+        let scopes = scopes.map(|s| s.iter().map(|x| (*x).to_owned()).collect());
+        let (client, secret) = sesame::install::create_client(&self.sesame, kind, "test", scopes)
+            .await
+            .expect("client created");
+        (
+            client.id,
+            secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
+        )
+    }
+
+    /// Adds a user with a password and returns its id.
+    pub async fn user(&self, name: &str, password: &str) -> i64 {
+        self.sesame
+            .add_user(name, Some(&format!("{name}@example.com")), Some(password))
+            .await
+            .expect("user added")
+    }
+
+    /// Posts a form to the token endpoint with HTTP Basic credentials.
+    pub async fn token(
+        &self,
+        id: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .form(form)
+            .send()
+            .await
+            .expect("token request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Gets a client credentials access token.
+    pub async fn client_token(&self, id: &str, secret: &str, scope: &str) -> String {
+        let (status, body) = self
+            .token(
+                id,
+                secret,
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    /// Issues a personal access token for `user_id`.
+    pub async fn pat(&self, user_id: i64, scopes: &[&str]) -> String {
+        self.sesame
+            .create_token(user_id, "test token", scopes)
+            .await
+            .expect("pat")
+            .access_token
+    }
+
+    /// Calls a path with a bearer token and returns the status, `WWW-Authenticate` and body.
+    pub async fn get_with(&self, path: &str, token: &str) -> (StatusCode, String, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        (
+            status,
+            challenge,
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Row counts of every table, to show a request changed nothing.
+    pub async fn counts(&self) -> Vec<(String, i64)> {
+        let mut counts = Vec::new();
+        for table in [
+            "users",
+            "oauth_clients",
+            "oauth_access_tokens",
+            "oauth_refresh_tokens",
+            "sesame_keys",
+            "sesame_meta",
+        ] {
+            counts.push((
+                table.to_owned(),
+                self.count(&format!("SELECT COUNT(*) FROM {table}")).await,
+            ));
+        }
+        counts
+    }
+
+    /// Runs a `SELECT COUNT(*)` query.
+    pub async fn count(&self, query: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(query)
+            .fetch_one(self.sesame.store().pool())
+            .await
+            .expect("count query")
+    }
+
+    /// Runs a statement directly, as an operator or a test refresh would.
+    pub async fn execute(&self, statement: &str) {
+        sqlx::query(statement)
+            .execute(self.sesame.store().pool())
+            .await
+            .expect("statement runs");
+    }
+}
+
+/// Splits a JWT and decodes its header and claims without verifying.
+pub fn decode_parts(token: &str) -> (Value, Value) {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.split('.');
+    let header = engine
+        .decode(parts.next().expect("header"))
+        .expect("base64");
+    let claims = engine
+        .decode(parts.next().expect("claims"))
+        .expect("base64");
+    (
+        serde_json::from_slice(&header).expect("header json"),
+        serde_json::from_slice(&claims).expect("claims json"),
+    )
+}
+
+/// Path of the `sesame` binary Cargo built for these tests.
+pub fn sesame_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sesame")
+}
+
+/// Runs the `sesame` binary on `dir` with extra environment and returns exit code, stdout
+/// and stderr.
+pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(sesame_bin());
+    command.arg("--data-dir").arg(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SESAME_") {
+            command.env_remove(name);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("sesame runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,370 @@
+//! Installing and the personal access client: the failure Passport users know as "Personal
+//! access client not found" must not happen, and must name its fix when it cannot be avoided.
+
+use std::sync::Arc;
+
+use sesame::{Config, Sesame};
+
+use crate::common::{Server, data_dir, run_cli};
+
+const PERSONAL_CLIENTS: &str =
+    "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = 1";
+
+#[tokio::test]
+async fn cli_token_works_on_fresh_data_dir() {
+    let dir = data_dir("");
+    let (code, _, stderr) = run_cli(dir.path(), &["user", "add", "alice"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run_cli(
+        dir.path(),
+        &["token", "--user", "alice", "--scopes", "read"],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim().split('.').count(), 3, "{stdout}");
+    assert!(dir.path().join("oauth-private.key").exists());
+}
+
+#[tokio::test]
+async fn wiped_clients_repaired_by_create_token() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    server.execute("DELETE FROM oauth_clients").await;
+    let token = server
+        .sesame
+        .create_token(user_id, "after wipe", &[])
+        .await
+        .expect("repaired");
+    assert!(
+        server
+            .sesame
+            .authenticate_bearer(&token.access_token)
+            .await
+            .is_ok()
+    );
+    assert_eq!(server.count(PERSONAL_CLIENTS).await, 1);
+    server
+        .sesame
+        .create_token(user_id, "again", &[])
+        .await
+        .expect("second token");
+    assert_eq!(server.count(PERSONAL_CLIENTS).await, 1);
+}
+
+#[tokio::test]
+async fn revoked_personal_client_replaced() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    let before = server.pat(user_id, &[]).await;
+    server
+        .execute("UPDATE oauth_clients SET revoked = 1 WHERE personal_access_client = 1")
+        .await;
+    let after = server
+        .sesame
+        .create_token(user_id, "new", &[])
+        .await
+        .expect("token");
+    assert_ne!(after.token.client_id, "");
+    let active =
+        "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = 1 AND revoked = 0";
+    assert_eq!(server.count(active).await, 1);
+    assert!(
+        server.sesame.authenticate_bearer(&before).await.is_ok(),
+        "old PATs stay valid"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_first_calls_make_one_client() {
+    let dir = data_dir("");
+    let config = Config::for_data_dir(dir.path()).expect("config");
+    let sesame = Sesame::open(config).await.expect("opens");
+    let user_id = sesame.add_user("alice", None, None).await.expect("user");
+    sqlx::query("DELETE FROM oauth_clients")
+        .execute(sesame.store().pool())
+        .await
+        .expect("wipe");
+    sqlx::query("DELETE FROM sesame_meta")
+        .execute(sesame.store().pool())
+        .await
+        .expect("wipe");
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..8 {
+        let (sesame, barrier) = (sesame.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            sesame
+                .create_token(user_id, &format!("t{index}"), &[])
+                .await
+                .map(|t| t.token.client_id)
+        });
+    }
+    let mut client_ids = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        client_ids.push(result.expect("task").expect("token"));
+    }
+    client_ids.dedup();
+    assert_eq!(client_ids.len(), 1, "{client_ids:?}");
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = 1")
+            .fetch_one(sesame.store().pool())
+            .await
+            .expect("count");
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn concurrent_processes_on_empty_dir_make_one_client() {
+    let dir = data_dir("");
+    let (code, _, stderr) = run_cli(dir.path(), &["user", "add", "alice"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let sqlite = dir.path().join("sesame.db");
+    let wipe = format!("sqlite://{}", sqlite.display());
+    {
+        let pool = sqlx::SqlitePool::connect(&wipe).await.expect("connect");
+        sqlx::query("DELETE FROM oauth_clients")
+            .execute(&pool)
+            .await
+            .expect("wipe");
+        sqlx::query("DELETE FROM sesame_meta WHERE name = 'personal_access_client'")
+            .execute(&pool)
+            .await
+            .expect("wipe");
+        pool.close().await;
+    }
+    let path = dir.path().to_owned();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || run_cli(&path, &["token", "--user", "alice"], &[]))
+        })
+        .collect();
+    for handle in handles {
+        let (code, _, stderr) = handle.join().expect("thread");
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let pool = sqlx::SqlitePool::connect(&wipe).await.expect("connect");
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = 1")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn auto_install_off_names_fix() {
+    let dir = data_dir("");
+    let (code, _, _) = run_cli(dir.path(), &["user", "add", "alice"], &[]);
+    assert_eq!(code, 0);
+    let wipe = format!("sqlite://{}", dir.path().join("sesame.db").display());
+    let pool = sqlx::SqlitePool::connect(&wipe).await.expect("connect");
+    sqlx::query("DELETE FROM oauth_clients")
+        .execute(&pool)
+        .await
+        .expect("wipe");
+    pool.close().await;
+
+    let env = [("SESAME_AUTO_INSTALL", "false")];
+    let (code, stdout, stderr) = run_cli(dir.path(), &["token", "--user", "alice"], &env);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: personal access client not found"),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("`sesame client --personal`"), "{stderr}");
+
+    let mut config = Config::for_data_dir(dir.path()).expect("config");
+    config.auto_install = false;
+    let sesame = Sesame::open(config).await.expect("opens");
+    let error = sesame
+        .create_token(1, "x", &[])
+        .await
+        .expect_err("missing client");
+    assert!(
+        matches!(error, sesame::Error::PersonalAccessClientMissing { .. }),
+        "{error}"
+    );
+
+    let (code, _, stderr) = run_cli(dir.path(), &["client", "--personal"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run_cli(dir.path(), &["token", "--user", "alice"], &env);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[tokio::test]
+async fn read_only_database_names_fix() {
+    let dir = data_dir("");
+    let (code, _, _) = run_cli(dir.path(), &["user", "add", "alice"], &[]);
+    assert_eq!(code, 0);
+    let path = dir.path().join("sesame.db");
+    let url = format!("sqlite://{}", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+    sqlx::query("DELETE FROM oauth_clients")
+        .execute(&pool)
+        .await
+        .expect("wipe");
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await
+        .expect("checkpoint");
+    pool.close().await;
+    let read_only = format!("sqlite://{}?mode=ro", path.display());
+    let (code, _, stderr) = run_cli(
+        dir.path(),
+        &["--no-migrate", "token", "--user", "alice"],
+        &[("SESAME_DATABASE_URL", &read_only)],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("personal access client not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sesame client --personal"), "{stderr}");
+}
+
+#[tokio::test]
+async fn install_twice_changes_nothing() {
+    let dir = data_dir("");
+    let (code, first, stderr) = run_cli(dir.path(), &["install", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(&first).expect("json");
+    assert_eq!(first["keys_created"], true);
+    assert!(first["password_client_secret"].is_string());
+    let key_before = std::fs::read(dir.path().join("oauth-private.key")).expect("key");
+
+    let (code, second, stderr) = run_cli(dir.path(), &["install", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let second: serde_json::Value = serde_json::from_str(&second).expect("json");
+    assert_eq!(second["keys_created"], false);
+    assert_eq!(second["personal_access_client_created"], false);
+    assert!(second["password_client_secret"].is_null());
+    assert_eq!(
+        first["personal_access_client"],
+        second["personal_access_client"]
+    );
+    assert_eq!(first["password_client"], second["password_client"]);
+    assert_eq!(
+        key_before,
+        std::fs::read(dir.path().join("oauth-private.key")).expect("key")
+    );
+    let (_, list, _) = run_cli(dir.path(), &["client", "list", "--json"], &[]);
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(
+        list["clients"].as_array().expect("array").len(),
+        2,
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn revoked_password_client_stays_revoked() {
+    let dir = data_dir("");
+    let (_, first, _) = run_cli(dir.path(), &["install", "--json"], &[]);
+    let first: serde_json::Value = serde_json::from_str(&first).expect("json");
+    let id = first["password_client"].as_str().expect("id");
+    let (code, _, _) = run_cli(dir.path(), &["client", "revoke", id], &[]);
+    assert_eq!(code, 0);
+    let (code, _, _) = run_cli(dir.path(), &["install"], &[]);
+    assert_eq!(code, 0);
+    let (_, list, _) = run_cli(dir.path(), &["client", "list", "--json"], &[]);
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    let password: Vec<_> = list["clients"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|c| c["password_client"] == true)
+        .collect();
+    assert_eq!(password.len(), 1);
+    assert_eq!(password[0]["revoked"], true);
+}
+
+#[tokio::test]
+async fn doctor_reports_and_names_fixes() {
+    let dir = data_dir("");
+    let (code, _, _) = run_cli(dir.path(), &["install"], &[]);
+    assert_eq!(code, 0);
+    let (code, stdout, _) = run_cli(dir.path(), &["doctor"], &[]);
+    assert_eq!(code, 0, "{stdout}");
+    let wipe = format!("sqlite://{}", dir.path().join("sesame.db").display());
+    let pool = sqlx::SqlitePool::connect(&wipe).await.expect("connect");
+    sqlx::query("DELETE FROM oauth_clients")
+        .execute(&pool)
+        .await
+        .expect("wipe");
+    pool.close().await;
+    let (code, stdout, _) = run_cli(dir.path(), &["doctor", "--json"], &[]);
+    assert_eq!(code, 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(report["healthy"], false);
+    let fixes: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|f| f["fix"].as_str())
+        .collect();
+    assert!(fixes.contains(&"sesame client --personal"), "{fixes:?}");
+    assert!(fixes.contains(&"sesame client --password"), "{fixes:?}");
+}
+
+#[tokio::test]
+async fn doctor_reports_tokens_of_unknown_key() {
+    let dir = data_dir("");
+    let (code, _, _) = run_cli(dir.path(), &["user", "add", "alice"], &[]);
+    assert_eq!(code, 0);
+    let (code, _, _) = run_cli(dir.path(), &["token", "--user", "alice"], &[]);
+    assert_eq!(code, 0);
+    let wipe = format!("sqlite://{}", dir.path().join("sesame.db").display());
+    let pool = sqlx::SqlitePool::connect(&wipe).await.expect("connect");
+    sqlx::query("DELETE FROM sesame_keys")
+        .execute(&pool)
+        .await
+        .expect("wipe");
+    pool.close().await;
+    let (code, stdout, _) = run_cli(dir.path(), &["doctor"], &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("live token(s) were signed by key"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn network_database_never_installed_refused() {
+    let dir = data_dir("");
+    let env = [("SESAME_DATABASE_URL", "postgres://127.0.0.1:1/none")];
+    let (code, _, stderr) = run_cli(dir.path(), &["token", "--user", "alice"], &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let server = Server::start().await;
+    let response = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let response = server
+        .http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    server.sesame.store().pool().close().await;
+    let response = server
+        .http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+}

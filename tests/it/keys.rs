@@ -1,0 +1,106 @@
+//! Signing keys from the command line and the environment.
+
+use crate::common::{data_dir, run_cli};
+
+#[test]
+fn keys_refuses_overwrite_without_force() {
+    let dir = data_dir("");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["keys"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+    let before = std::fs::read(dir.path().join("oauth-private.key")).expect("key");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["keys"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert!(!stdout.contains("PRIVATE KEY") && !stderr.contains("PRIVATE KEY"));
+    assert_eq!(
+        before,
+        std::fs::read(dir.path().join("oauth-private.key")).expect("key")
+    );
+    let (code, _, stderr) = run_cli(dir.path(), &["keys", "--force", "--alg", "es256"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(
+        before,
+        std::fs::read(dir.path().join("oauth-private.key")).expect("key")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn private_key_written_0600() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = data_dir("");
+    let (code, _, _) = run_cli(dir.path(), &["keys", "--alg", "eddsa"], &[]);
+    assert_eq!(code, 0);
+    let mode = std::fs::metadata(dir.path().join("oauth-private.key"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[cfg(unix)]
+#[test]
+fn world_readable_key_warns_with_chmod() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = data_dir("");
+    let (code, _, _) = run_cli(dir.path(), &["keys", "--alg", "es256"], &[]);
+    assert_eq!(code, 0);
+    let key = dir.path().join("oauth-private.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, stdout, _) = run_cli(dir.path(), &["doctor"], &[]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("chmod 600"), "{stdout}");
+}
+
+#[test]
+fn mismatched_pair_refuses_start() {
+    let dir = data_dir("");
+    let other = data_dir("");
+    run_cli(dir.path(), &["keys", "--alg", "es256"], &[]);
+    run_cli(other.path(), &["keys", "--alg", "es256"], &[]);
+    std::fs::copy(
+        other.path().join("oauth-public.key"),
+        dir.path().join("oauth-public.key"),
+    )
+    .expect("copy");
+    let (code, _, stderr) = run_cli(dir.path(), &["user", "list"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("does not belong"), "{stderr}");
+    assert!(stderr.contains("sesame keys --force"), "{stderr}");
+}
+
+#[test]
+fn malformed_pem_in_environment_not_echoed() {
+    let dir = data_dir("");
+    let secret_body = "c2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3QtcHJpbnQ=";
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{secret_body}\n-----END PRIVATE KEY-----\n");
+    let (code, stdout, stderr) = run_cli(
+        dir.path(),
+        &["user", "list"],
+        &[("SESAME_PRIVATE_KEY", &pem)],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("SESAME_PRIVATE_KEY"), "{stderr}");
+    assert!(!stderr.contains(secret_body) && !stdout.contains(secret_body));
+    assert!(
+        !dir.path().join("oauth-private.key").exists(),
+        "no key generated beside a bad one"
+    );
+}
+
+#[test]
+fn key_from_environment_used() {
+    let dir = data_dir("");
+    let source = data_dir("");
+    run_cli(source.path(), &["keys", "--alg", "es256"], &[]);
+    let pem = std::fs::read_to_string(source.path().join("oauth-private.key")).expect("pem");
+    let env = [("SESAME_PRIVATE_KEY", pem.as_str())];
+    let (code, stdout, stderr) = run_cli(dir.path(), &["doctor", "--json"], &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stdout.contains("loaded from SESAME_PRIVATE_KEY"),
+        "{stdout}"
+    );
+    assert!(!dir.path().join("oauth-private.key").exists());
+}
