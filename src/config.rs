@@ -70,6 +70,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Declared scopes and their descriptions.
     pub scopes: BTreeMap<String, String>,
+    /// Proxies whose `X-Forwarded-For` names the client address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -131,6 +133,7 @@ struct FileConfig {
     private_key_file: Option<PathBuf>,
     max_concurrent_hashes: Option<usize>,
     log_format: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     scopes: BTreeMap<String, String>,
 }
@@ -294,6 +297,24 @@ impl Config {
                 }
             },
         };
+        let trusted_proxies = match sources.env("SESAME_TRUSTED_PROXIES") {
+            Some(text) => text
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => f.trusted_proxies.clone().unwrap_or_default(),
+        };
+        let trusted_proxies = trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "SESAME_TRUSTED_PROXIES entry {text:?} is not an IP address"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<std::net::IpAddr>>>()?;
         for name in file_scopes.keys() {
             validate_scope_name(name)?;
         }
@@ -317,6 +338,7 @@ impl Config {
             max_concurrent_hashes,
             log_format,
             scopes: file_scopes,
+            trusted_proxies,
             data_dir,
         })
     }

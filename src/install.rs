@@ -215,56 +215,130 @@ pub(crate) fn new_client(
         personal_access_client: kind == ClientKind::Personal,
         password_client: kind == ClientKind::Password,
         first_party: matches!(kind, ClientKind::Personal | ClientKind::Password),
+        require_pkce: true,
         user_id: None,
     };
     Ok((client, secret))
 }
 
-/// Creates a client of `kind`; a new personal access client becomes the current one. Returns the stored record and,
-/// once, the plain secret.
+/// What to create with [`create_client_with`].
+#[derive(Clone, Debug)]
+pub struct ClientSpec {
+    /// The kind, which decides grant types and whether there is a secret.
+    pub kind: ClientKind,
+    /// Display name, 1 to 255 characters.
+    pub name: String,
+    /// Scopes it may request; `None` allows every declared scope.
+    pub scopes: Option<Vec<String>>,
+    /// Exact redirect URIs; required for authorization code clients.
+    pub redirect_uris: Vec<String>,
+    /// Skip the consent page (confidential clients only).
+    pub first_party: bool,
+    /// Require PKCE; only a confidential client may turn it off.
+    pub require_pkce: bool,
+}
+
+impl ClientSpec {
+    /// A spec with the defaults: no redirect URIs, third-party, PKCE required.
+    pub fn new(kind: ClientKind, name: &str) -> ClientSpec {
+        ClientSpec {
+            kind,
+            name: name.to_owned(),
+            scopes: None,
+            redirect_uris: Vec::new(),
+            first_party: matches!(kind, ClientKind::Personal | ClientKind::Password),
+            require_pkce: true,
+        }
+    }
+}
+
+/// Creates a client of `kind` with default options. See [`create_client_with`].
 ///
 /// # Errors
 ///
-/// [`Error::InvalidInput`] for an empty name, [`Error::UnknownScope`] for an undeclared scope,
-/// [`Error::Database`] on a query failure.
+/// As [`create_client_with`].
 pub async fn create_client(
     sesame: &Sesame,
     kind: ClientKind,
     name: &str,
     scopes: Option<Vec<String>>,
 ) -> Result<(ClientRecord, Option<Secret>)> {
-    let name = name.trim();
+    let spec = ClientSpec {
+        scopes,
+        ..ClientSpec::new(kind, name)
+    };
+    create_client_with(sesame, &spec).await
+}
+
+/// Creates a client; a new personal access client becomes the current one. Returns the
+/// stored record and, once, the plain secret.
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] for an empty name, a missing or invalid redirect URI, a public
+/// first-party client or a public client without PKCE; [`Error::UnknownScope`] for an
+/// undeclared scope; [`Error::Database`] on a query failure.
+pub async fn create_client_with(
+    sesame: &Sesame,
+    spec: &ClientSpec,
+) -> Result<(ClientRecord, Option<Secret>)> {
+    let kind = spec.kind;
+    let name = spec.name.trim();
     if name.is_empty() || name.chars().count() > 255 {
         return Err(Error::InvalidInput(
             "a client name must be 1 to 255 characters".into(),
         ));
     }
-    if let Some(scopes) = &scopes {
+    if let Some(scopes) = &spec.scopes {
         for scope in scopes {
             if sesame.config().scope_description(scope).is_none() {
                 return Err(Error::UnknownScope(scope.clone()));
             }
         }
     }
+    if kind.needs_redirect_uri() && spec.redirect_uris.is_empty() {
+        return Err(Error::InvalidInput(
+            "an authorization code client needs at least one --redirect-uri".into(),
+        ));
+    }
+    for uri in &spec.redirect_uris {
+        crate::redirect::validate_registration(uri).map_err(Error::InvalidInput)?;
+    }
+    let public = matches!(kind, ClientKind::Public | ClientKind::Device);
+    if public && spec.first_party {
+        return Err(Error::InvalidInput(
+            "a public client cannot be first-party: anyone can start a flow with its id".into(),
+        ));
+    }
+    if public && !spec.require_pkce {
+        return Err(Error::InvalidInput(
+            "public clients always require PKCE".into(),
+        ));
+    }
     let store = sesame.store();
-    let (client, secret) = new_client(kind, name, scopes)?;
+    let (mut client, secret) = new_client(kind, name, spec.scopes.clone())?;
+    client.redirect_uris = spec.redirect_uris.clone();
+    client.first_party = spec.first_party;
+    client.require_pkce = spec.require_pkce;
     let now = sesame.now();
     let mut transaction = store.begin_write().await?;
     store.insert_client(&mut transaction, &client, now).await?;
-    let meta_name = match kind {
-        ClientKind::Personal => Some(PERSONAL_ACCESS_CLIENT),
-        ClientKind::Password | ClientKind::ClientCredentials => None,
-    };
-    if let Some(meta_name) = meta_name {
-        match store.meta(&mut transaction, meta_name).await? {
+    if kind == ClientKind::Personal {
+        match store.meta(&mut transaction, PERSONAL_ACCESS_CLIENT).await? {
             Some(old) => {
                 store
-                    .replace_meta(&mut transaction, meta_name, &old, &client.id, now)
+                    .replace_meta(
+                        &mut transaction,
+                        PERSONAL_ACCESS_CLIENT,
+                        &old,
+                        &client.id,
+                        now,
+                    )
                     .await?;
             }
             None => {
                 store
-                    .insert_meta(&mut transaction, meta_name, &client.id, now)
+                    .insert_meta(&mut transaction, PERSONAL_ACCESS_CLIENT, &client.id, now)
                     .await?;
             }
         }

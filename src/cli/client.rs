@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
+use sesame::install::ClientSpec;
 use sesame::store::{ClientKind, ClientRecord};
 
 use super::{Output, split_scopes};
@@ -13,7 +14,7 @@ use super::{Output, split_scopes};
 #[derive(Debug, Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    group(ArgGroup::new("kind").args(["personal", "password", "client"]))
+    group(ArgGroup::new("kind").args(["personal", "password", "client", "public", "device"]))
 )]
 pub struct ClientArgs {
     #[command(subcommand)]
@@ -27,6 +28,22 @@ pub struct ClientArgs {
     /// Create a client credentials client (confidential)
     #[arg(long)]
     client: bool,
+    /// Create a public authorization code client (no secret, PKCE required)
+    #[arg(long)]
+    public: bool,
+    /// Create a public device authorization client (RFC 8628)
+    #[arg(long)]
+    device: bool,
+    /// Redirect URI, exact; repeat for several. Without a kind flag, creates a confidential
+    /// authorization code client
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// Skip the consent page for this (confidential) client
+    #[arg(long)]
+    first_party: bool,
+    /// Do not require PKCE (confidential legacy clients only)
+    #[arg(long)]
+    no_pkce: bool,
     /// Display name of the new client
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -111,21 +128,32 @@ pub async fn run(
                 ClientKind::Password
             } else if args.client {
                 ClientKind::ClientCredentials
+            } else if args.public {
+                ClientKind::Public
+            } else if args.device {
+                ClientKind::Device
+            } else if !args.redirect_uris.is_empty() {
+                ClientKind::AuthorizationCode
             } else {
                 anyhow::bail!(
-                    "say which kind of client to create: --personal, --password or --client \
-                     (or use `sesame client list`)"
+                    "say which client to create: --redirect-uri URI for a web application, or \
+                     --public, --device, --client, --password or --personal"
                 );
             };
             let default_name = match kind {
                 ClientKind::Personal => "Personal Access Client",
                 ClientKind::Password => "Password Grant Client",
                 ClientKind::ClientCredentials => "Client Credentials Client",
+                ClientKind::AuthorizationCode => "Web Application",
+                ClientKind::Public => "Public Application",
+                ClientKind::Device => "Device Application",
             };
-            let scopes = args.scopes.as_deref().map(|s| split_scopes(Some(s)));
-            let name = args.name.as_deref().unwrap_or(default_name);
-            let (client, secret) =
-                sesame::install::create_client(&sesame, kind, name, scopes).await?;
+            let mut spec = ClientSpec::new(kind, args.name.as_deref().unwrap_or(default_name));
+            spec.scopes = args.scopes.as_deref().map(|s| split_scopes(Some(s)));
+            spec.redirect_uris = args.redirect_uris.clone();
+            spec.first_party = spec.first_party || args.first_party;
+            spec.require_pkce = !args.no_pkce;
+            let (client, secret) = sesame::install::create_client_with(&sesame, &spec).await?;
             let mut value = client_json(&client);
             value["secret"] = json!(secret.as_ref().map(|s| s.expose()));
             let mut text = format!(
@@ -157,6 +185,8 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
         "personal_access_client": client.personal_access_client,
         "password_client": client.password_client,
         "first_party": client.first_party,
+        "redirect_uris": client.redirect_uris,
+        "require_pkce": client.require_pkce,
         "revoked": client.revoked,
         "created_at": client.created_at,
     })

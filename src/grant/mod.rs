@@ -1,8 +1,10 @@
 //! Grants: the rules of each way to obtain tokens. HTTP parsing lives in [`crate::http`]; SQL
 //! lives in [`crate::store`].
 
+pub mod authorization_code;
 pub mod client_auth;
 pub mod client_credentials;
+pub mod device_code;
 pub mod password;
 pub mod personal_access;
 pub mod refresh_token;

@@ -1,8 +1,13 @@
 //! HTTP: the axum router and the one place errors become responses.
 
+mod account_page;
+mod authorize;
+mod device;
 mod form;
 mod health;
 mod jwks;
+mod login;
+mod pages;
 mod personal;
 mod token;
 mod userinfo;
@@ -30,6 +35,22 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(sesame: Sesame) -> Router {
     Router::new()
         .route("/oauth/token", post(token::token))
+        .route(
+            "/oauth/authorize",
+            get(authorize::show)
+                .post(authorize::decide)
+                .delete(authorize::decide),
+        )
+        .route("/oauth/device/code", post(device::device_code))
+        .route("/oauth/device", get(device::show).post(device::submit))
+        .route("/login", get(login::show).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route(
+            "/account/tokens",
+            get(account_page::show).post(account_page::create),
+        )
+        .route("/account/tokens/{id}/revoke", post(account_page::revoke))
+        .route("/assets/{name}", get(pages::asset))
         .route("/oauth/jwks", get(jwks::jwks))
         .route("/.well-known/jwks.json", get(jwks::jwks))
         .route("/oauth/scopes", get(jwks::scopes))

@@ -41,10 +41,14 @@ async fn token_inner(
     if grant_type.is_empty() {
         return Err(OAuthError::invalid_request("missing grant_type").into());
     }
-    if !matches!(
-        grant_type,
-        "client_credentials" | "password" | "refresh_token"
-    ) {
+    let supported = [
+        "authorization_code",
+        "client_credentials",
+        "password",
+        "refresh_token",
+        crate::store::DEVICE_CODE_GRANT,
+    ];
+    if !supported.contains(&grant_type) {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {grant_type:?} is not supported"
         ))
@@ -56,6 +60,8 @@ async fn token_inner(
     match grant_type {
         "client_credentials" => grant::client_credentials::grant(sesame, &client, params).await,
         "password" => grant::password::grant(sesame, &client, params).await,
-        _ => grant::refresh_token::grant(sesame, &client, params).await,
+        "authorization_code" => grant::authorization_code::grant(sesame, &client, params).await,
+        "refresh_token" => grant::refresh_token::grant(sesame, &client, params).await,
+        _ => grant::device_code::grant(sesame, &client, params).await,
     }
 }

@@ -15,6 +15,13 @@ pub enum ClientKind {
     Password,
     /// A confidential machine client allowed the client credentials grant.
     ClientCredentials,
+    /// A confidential web application using the authorization code and refresh grants.
+    AuthorizationCode,
+    /// A public application (single-page, mobile, desktop) using the authorization code
+    /// grant with PKCE and refresh tokens; it has no secret.
+    Public,
+    /// A public input-constrained device using the device authorization grant.
+    Device,
 }
 
 impl ClientKind {
@@ -24,15 +31,30 @@ impl ClientKind {
             ClientKind::Personal => &["personal_access"],
             ClientKind::Password => &["password", "refresh_token"],
             ClientKind::ClientCredentials => &["client_credentials"],
+            ClientKind::AuthorizationCode | ClientKind::Public => {
+                &["authorization_code", "refresh_token"]
+            }
+            ClientKind::Device => &[DEVICE_CODE_GRANT, "refresh_token"],
         };
         grants.iter().map(|grant| (*grant).to_owned()).collect()
     }
 
     /// Whether clients of this kind get a secret.
     pub fn confidential(self) -> bool {
-        !matches!(self, ClientKind::Personal)
+        !matches!(
+            self,
+            ClientKind::Personal | ClientKind::Public | ClientKind::Device
+        )
+    }
+
+    /// Whether clients of this kind redirect users back, so they need a redirect URI.
+    pub fn needs_redirect_uri(self) -> bool {
+        matches!(self, ClientKind::AuthorizationCode | ClientKind::Public)
     }
 }
+
+/// The device authorization grant type (RFC 8628 §3.4).
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// A client to insert. The secret is already hashed.
 #[derive(Clone, Debug)]
@@ -55,6 +77,8 @@ pub struct NewClient {
     pub password_client: bool,
     /// First-party clients skip consent.
     pub first_party: bool,
+    /// Whether authorization requests must carry a PKCE challenge.
+    pub require_pkce: bool,
     /// The user who owns it, for clients created through the API.
     pub user_id: Option<i64>,
 }
@@ -82,6 +106,8 @@ pub struct ClientRecord {
     pub password_client: bool,
     /// First-party clients skip consent.
     pub first_party: bool,
+    /// Whether authorization requests must carry a PKCE challenge.
+    pub require_pkce: bool,
     /// Revoked clients cannot authenticate and their tokens are invalid.
     pub revoked: bool,
     /// Creation time, seconds since the epoch.
@@ -112,7 +138,8 @@ impl ClientRecord {
 }
 
 const COLUMNS: &str = "id, user_id, name, secret, redirect_uris, grant_types, scopes, \
-                       personal_access_client, password_client, first_party, revoked, created_at";
+                       personal_access_client, password_client, first_party, require_pkce, revoked, \
+                       created_at";
 
 fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
     let scopes: Option<String> = row.try_get("scopes")?;
@@ -127,6 +154,7 @@ fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
         personal_access_client: super::flag(row, "personal_access_client")?,
         password_client: super::flag(row, "password_client")?,
         first_party: super::flag(row, "first_party")?,
+        require_pkce: super::flag(row, "require_pkce")?,
         revoked: super::flag(row, "revoked")?,
         created_at: row.try_get("created_at")?,
     })
@@ -159,7 +187,7 @@ impl Store {
         .bind(client.personal_access_client)
         .bind(client.password_client)
         .bind(client.first_party)
-        .bind(true)
+        .bind(client.require_pkce)
         .bind(false)
         .bind(now)
         .bind(now)

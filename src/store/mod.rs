@@ -4,8 +4,10 @@
 //! backend. Every other dialect difference lives in this module.
 
 mod clients;
+mod codes;
 mod keys;
 pub(crate) mod meta;
+mod sessions;
 mod tokens;
 mod users;
 
@@ -17,8 +19,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Transaction};
 
-pub use clients::{ClientKind, ClientRecord, NewClient};
+pub use clients::{ClientKind, ClientRecord, DEVICE_CODE_GRANT, NewClient};
+pub use codes::{AuthCodeRecord, DeviceCodeRecord, DeviceStatus, NewAuthCode};
 pub use keys::{KeyRecord, KeyState};
+pub use sessions::{AuthRequestRecord, SessionRecord};
 pub use tokens::{AccessTokenRecord, NewAccessToken, NewRefreshToken, RefreshTokenRecord};
 pub use users::UserRecord;
 

@@ -70,8 +70,9 @@ impl Server {
             .await
             .expect("sesame opens");
         let app = sesame::router(sesame.clone());
+        let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, service).await;
         });
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -1,0 +1,222 @@
+//! Redirect URIs: what may be registered, how a requested URI is matched, and how response
+//! parameters are added.
+//!
+//! Matching is a byte-for-byte comparison with no normalisation (RFC 9700 §4.1.3), except
+//! that a loopback IP literal with the `http` scheme may use any port (RFC 8252 §7.3).
+
+/// Parameters an authorization response adds; a registered URI must not carry them.
+const RESPONSE_PARAMETERS: &[&str] = &["code", "state", "iss", "error", "error_description"];
+
+/// Checks a redirect URI for registration: absolute, no fragment, no user information;
+/// https, http on a loopback IP literal or `localhost`, or a private-use scheme with a dot
+/// (`com.example.app:/callback`, RFC 8252 §7.1). Returns the reason on rejection.
+pub fn validate_registration(uri: &str) -> Result<(), String> {
+    if uri.len() > 2000 {
+        return Err("a redirect URI may have at most 2000 characters".into());
+    }
+    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "redirect URI {uri:?} contains whitespace or control characters"
+        ));
+    }
+    let parsed =
+        url::Url::parse(uri).map_err(|_| format!("redirect URI {uri:?} is not absolute"))?;
+    if uri.contains('#') {
+        return Err(format!("redirect URI {uri:?} must not have a fragment"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "redirect URI {uri:?} must not contain user information"
+        ));
+    }
+    let scheme = parsed.scheme();
+    match scheme {
+        "https" => {}
+        "http" if is_loopback_host(&parsed) => {}
+        "http" => {
+            return Err(format!(
+                "redirect URI {uri:?} must use https unless it is loopback"
+            ));
+        }
+        "javascript" | "data" | "vbscript" | "file" | "blob" | "about" => {
+            return Err(format!("redirect URI scheme {scheme:?} is not allowed"));
+        }
+        private if private.contains('.') => {}
+        other => {
+            return Err(format!(
+                "redirect URI scheme {other:?} is not allowed; use https, loopback http or a \
+                 reverse-domain private scheme such as com.example.app"
+            ));
+        }
+    }
+    if parsed
+        .query_pairs()
+        .any(|(name, _)| RESPONSE_PARAMETERS.contains(&name.as_ref()))
+    {
+        return Err(format!(
+            "redirect URI {uri:?} must not carry authorization response parameters"
+        ));
+    }
+    Ok(())
+}
+
+fn is_loopback_host(parsed: &url::Url) -> bool {
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        None => false,
+    }
+}
+
+/// Returns the registered URI that `requested` matches, if any.
+pub fn find_match<'a>(registered: &'a [String], requested: &str) -> Option<&'a str> {
+    registered
+        .iter()
+        .map(String::as_str)
+        .find(|candidate| matches(candidate, requested))
+}
+
+/// Whether `requested` matches `registered`: identical bytes, or identical once the port of an
+/// `http` loopback IP literal (127.0.0.1 or [::1]) is removed from both.
+pub fn matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    match (
+        strip_loopback_port(registered),
+        strip_loopback_port(requested),
+    ) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Removes the port from `http://127.0.0.1:PORT...` or `http://[::1]:PORT...` when the port is
+/// followed by the end, `/` or `?`. Returns `None` for any other URI.
+fn strip_loopback_port(uri: &str) -> Option<String> {
+    let hosts = ["http://127.0.0.1", "http://[::1]"];
+    let host = hosts.iter().find(|host| uri.starts_with(**host))?;
+    let rest = &uri[host.len()..];
+    let after_port = match rest.strip_prefix(':') {
+        Some(port_and_rest) => {
+            let digits = port_and_rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || digits > 5 {
+                return None;
+            }
+            &port_and_rest[digits..]
+        }
+        None => rest,
+    };
+    if !(after_port.is_empty() || after_port.starts_with('/') || after_port.starts_with('?')) {
+        return None;
+    }
+    Some(format!("{host}{after_port}"))
+}
+
+/// Appends form-encoded query parameters to a redirect URI, after any query it has.
+pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
+    let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        serializer.append_pair(name, value);
+    }
+    let encoded = serializer.finish();
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{separator}{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(uris: &[&str]) -> Vec<String> {
+        uris.iter().map(|u| (*u).to_owned()).collect()
+    }
+
+    #[test]
+    fn exact_match_only() {
+        let list = registered(&["https://client.example/cb"]);
+        assert!(find_match(&list, "https://client.example/cb").is_some());
+        for bad in [
+            "https://client.example/cb/",
+            "https://client.example/cb?x=1",
+            "https://client.example/cb#a",
+            "https://Client.example/cb",
+            "https://client.example:443/cb",
+            "https://client.example/cb/../../evil",
+            "https://client.example/cb%2F..%2Fevil",
+            "https://client.example/cb/..;/evil",
+            "http://client.example/cb",
+            "https://client.example.evil.net/cb",
+            "https://a@b@evil.com/cb",
+        ] {
+            assert!(find_match(&list, bad).is_none(), "{bad} matched");
+        }
+    }
+
+    #[test]
+    fn loopback_port_may_vary() {
+        let list = registered(&["http://127.0.0.1/callback", "http://[::1]:8000/cb"]);
+        assert!(find_match(&list, "http://127.0.0.1:51234/callback").is_some());
+        assert!(find_match(&list, "http://[::1]:9/cb").is_some());
+        for bad in [
+            "http://127.0.0.1:1234/callback?bar=foo",
+            "http://localhost:51234/callback",
+            "http://127.0.0.1:80@evil.com/callback",
+            "http://127.0.0.1.evil.com/callback",
+            "http://127.0.0.1:123456/callback",
+            "https://127.0.0.1:1234/callback",
+        ] {
+            assert!(find_match(&list, bad).is_none(), "{bad} matched");
+        }
+    }
+
+    #[test]
+    fn localhost_port_does_not_vary() {
+        let list = registered(&["http://localhost/cb"]);
+        assert!(find_match(&list, "http://localhost:1234/cb").is_none());
+        assert!(find_match(&list, "http://localhost@evil.com/cb").is_none());
+    }
+
+    #[test]
+    fn registration_rules() {
+        for good in [
+            "https://client.example/cb",
+            "https://client.example/cb?tenant=a",
+            "http://127.0.0.1/cb",
+            "http://localhost:3000/cb",
+            "com.example.app:/oauth",
+        ] {
+            assert!(validate_registration(good).is_ok(), "{good} rejected");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "data:text/html,hi",
+            "http://client.example/cb",
+            "https://client.example/cb#frag",
+            "https://user:pw@client.example/cb",
+            "/relative",
+            "myapp:/cb",
+            "https://client.example/cb?code=evil",
+            "https://client.example/cb?state=x",
+        ] {
+            assert!(validate_registration(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn params_appended_after_query() {
+        assert_eq!(
+            with_params(
+                "https://c.example/cb?tenant=a",
+                &[("code", "x y"), ("state", "&")]
+            ),
+            "https://c.example/cb?tenant=a&code=x+y&state=%26"
+        );
+        assert_eq!(
+            with_params("https://c.example/cb", &[("code", "1")]),
+            "https://c.example/cb?code=1"
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! The personal access token page, `/account/tokens`.
+
+use reqwest::StatusCode;
+
+use crate::browser::Browser;
+use crate::common::Server;
+
+#[tokio::test]
+async fn create_show_once_and_revoke() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+    let browser = Browser::new(&server);
+    let page = browser.sign_in("alice", "pw", "/account/tokens").await;
+    assert_eq!(page.location.as_deref(), Some("/account/tokens"));
+    let page = browser.get("/account/tokens").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.field("_csrf");
+    let created = browser
+        .post(
+            "/account/tokens",
+            &[
+                ("_csrf", &csrf),
+                ("name", "laptop"),
+                ("scope", "read"),
+                ("scope", "sesame:account"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let start = created.body.find("id=\"new-token\"").expect("token shown");
+    let rest = &created.body[start..];
+    let token =
+        rest[rest.find('>').expect("tag") + 1..rest.find("</textarea>").expect("end")].to_owned();
+    let bearer = server
+        .sesame
+        .authenticate_bearer(&token)
+        .await
+        .expect("token works");
+    assert_eq!(bearer.scopes, ["read", "sesame:account"]);
+    let listed = browser.get("/account/tokens").await;
+    assert!(listed.body.contains("laptop"));
+    assert!(!listed.body.contains(&token), "shown only once");
+
+    let revoke_path = format!("/account/tokens/{}/revoke", bearer.token_id);
+    let forged = browser.post(&revoke_path, &[("_csrf", "nope")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(server.sesame.authenticate_bearer(&token).await.is_ok());
+    let revoked = browser.post(&revoke_path, &[("_csrf", &csrf)]).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    assert!(server.sesame.authenticate_bearer(&token).await.is_err());
+}
+
+#[tokio::test]
+async fn unknown_scope_shows_error() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+    let browser = Browser::new(&server);
+    browser.sign_in("alice", "pw", "/account/tokens").await;
+    let csrf = browser.get("/account/tokens").await.field("_csrf");
+    let page = browser
+        .post(
+            "/account/tokens",
+            &[("_csrf", &csrf), ("name", "x"), ("scope", "admin")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("unknown scope"));
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM oauth_access_tokens")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn signed_out_visitor_sent_to_login() {
+    let server = Server::start().await;
+    let browser = Browser::new(&server);
+    let page = browser.get("/account/tokens").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let page = browser.post("/account/tokens", &[("name", "x")]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM oauth_access_tokens")
+            .await,
+        0
+    );
+}
