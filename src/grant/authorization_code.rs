@@ -14,6 +14,7 @@ use crate::grant::{
 };
 use crate::redirect;
 use crate::store::{ClientRecord, NewAuthCode};
+use crate::token::id_token::{IdTokenFor, sign_id_token};
 use crate::token::secret::{Secret, b64, hash_secret};
 
 /// Lifetime of an authorization code, in seconds.
@@ -404,12 +405,26 @@ pub async fn grant(
         .record_code_tokens(&mut transaction, &record.id, &row.id, &family_id)
         .await?;
     transaction.commit().await?;
+    let id_token = if record.scopes.iter().any(|scope| scope == "openid") {
+        let subject = IdTokenFor {
+            user_id: record.user_id,
+            client_id: &client.id,
+            nonce: record.nonce.as_deref(),
+            auth_time: record.auth_time,
+            access_token: &access_token,
+            ttl_seconds: ttl,
+        };
+        Some(sign_id_token(sesame, &subject)?)
+    } else {
+        None
+    };
     Ok(TokenResponse {
         token_type: "Bearer",
         expires_in: ttl,
         access_token,
         refresh_token,
         scope: record.scopes.join(" "),
+        id_token,
     })
 }
 

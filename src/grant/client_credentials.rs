@@ -41,5 +41,6 @@ pub async fn grant(
         access_token,
         refresh_token: None,
         scope: scopes.join(" "),
+        id_token: None,
     })
 }

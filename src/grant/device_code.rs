@@ -228,6 +228,7 @@ pub async fn grant(
         access_token,
         refresh_token,
         scope: record.scopes.join(" "),
+        id_token: None,
     })
 }
 

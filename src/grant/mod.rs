@@ -128,6 +128,10 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     /// The granted scopes, space-separated.
     pub scope: String,
+    /// The OpenID Connect ID token, when `openid` was granted through the authorization code
+    /// grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {

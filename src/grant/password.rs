@@ -66,5 +66,6 @@ pub async fn grant(
         access_token,
         refresh_token: Some(refresh_token),
         scope: scopes.join(" "),
+        id_token: None,
     })
 }

@@ -46,7 +46,16 @@ pub struct AccessClaims {
 ///
 /// [`crate::Error::Crypto`] if signing fails.
 pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
-    let header = serde_json::json!({"alg": key.alg().name(), "typ": "at+jwt", "kid": key.kid()});
+    sign_jws(key, "at+jwt", claims)
+}
+
+/// Serialises `claims` and signs them as a compact JWS with header `typ`, `alg` and `kid`.
+///
+/// # Errors
+///
+/// [`crate::Error::Crypto`] if signing fails.
+pub fn sign_jws(key: &SigningKey, typ: &str, claims: &impl Serialize) -> Result<String> {
+    let header = serde_json::json!({"alg": key.alg().name(), "typ": typ, "kid": key.kid()});
     let mut token = b64(header.to_string());
     token.push('.');
     token.push_str(&b64(serde_json::to_vec(claims).unwrap_or_default()));

@@ -876,3 +876,44 @@ async fn challenge_matches_rfc_example() {
         .encode(digest::digest(&digest::SHA256, VERIFIER.as_bytes()));
     assert_eq!(computed, CHALLENGE);
 }
+
+#[tokio::test]
+async fn openid_scope_yields_id_token() {
+    let (server, app, browser) = setup().await;
+    let extra = "&nonce=n-0S6_WzA2Mj";
+    let q = query(&app, extra).replace("scope=read", "scope=openid+read");
+    let consent = browser.authorize(&q, "alice", "pw").await;
+    let location = browser
+        .decide(&consent, true)
+        .await
+        .location
+        .expect("location");
+    let code = query_param(&location, "code").expect("code");
+    let (status, body) = redeem(&server, &app, &code, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id_token = body["id_token"].as_str().expect("id_token");
+    let jwk = server.sesame.signing_key().public_jwk().clone();
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk["n"].as_str().expect("n"),
+        jwk["e"].as_str().expect("e"),
+    )
+    .expect("key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[&app.id]);
+    validation.set_issuer(&[&server.base]);
+    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &validation)
+        .expect("valid id_token")
+        .claims;
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(claims["sub"], "1");
+    assert!(claims["auth_time"].as_i64().is_some());
+    let access = body["access_token"].as_str().expect("access");
+    let hash = digest::digest(&digest::SHA256, access.as_bytes());
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16]);
+    assert_eq!(claims["at_hash"], expected);
+    let (status, _) = redeem(&server, &app, &code, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let no_openid = code_for(&server, &app, &browser, "").await;
+    let (_, body) = redeem(&server, &app, &no_openid, Some(VERIFIER)).await;
+    assert!(body.get("id_token").is_none());
+}
