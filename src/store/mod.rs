@@ -30,6 +30,8 @@ use crate::config::redact_url;
 use crate::error::{Error, Result};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./src/migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./src/migrations/postgres");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("./src/migrations/mysql");
 
 /// The kind of database behind a [`Store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +42,17 @@ pub enum Backend {
     Postgres,
     /// MySQL or MariaDB.
     MySql,
+}
+
+impl Backend {
+    /// The Cargo feature that compiles this backend in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::MySql => "mysql",
+        }
+    }
 }
 
 /// A connection pool and the dialect it speaks.
@@ -70,12 +83,26 @@ impl Store {
                 redact_url(url)
             )));
         };
-        if backend != Backend::Sqlite {
+        let compiled = match backend {
+            Backend::Sqlite => cfg!(feature = "sqlite"),
+            Backend::Postgres => cfg!(feature = "postgres"),
+            Backend::MySql => cfg!(feature = "mysql"),
+        };
+        if !compiled {
             return Err(Error::Config(format!(
-                "this build supports only SQLite; {} needs the PostgreSQL or MySQL backend",
-                redact_url(url)
+                "this sesame was built without the {} feature that {} needs; rebuild with \
+                 `cargo build --features {}`",
+                backend.feature(),
+                redact_url(url),
+                backend.feature()
             )));
         }
+        // sqlx names MariaDB URLs mysql:.
+        let url = match url.strip_prefix("mariadb:") {
+            Some(rest) => format!("mysql:{rest}"),
+            None => url.to_owned(),
+        };
+        let url = url.as_str();
         let options = AnyConnectOptions::from_str(url).map_err(|error| {
             Error::Config(format!("invalid database URL {}: {error}", redact_url(url)))
         })?;
@@ -148,7 +175,11 @@ impl Store {
     }
 
     fn migrator(&self) -> &'static Migrator {
-        &SQLITE_MIGRATIONS
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::MySql => &MYSQL_MIGRATIONS,
+        }
     }
 
     /// Applies pending migrations.
@@ -249,8 +280,8 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// Reads a flag column: a boolean on PostgreSQL and MySQL, an integer 0 or 1 on SQLite (the
-/// `Any` driver cannot decode SQLite's boolean type).
+/// Reads a flag column: a boolean on PostgreSQL, an integer 0 or 1 on SQLite and MySQL (the
+/// `Any` driver cannot decode SQLite's boolean type nor MySQL's TINYINT).
 pub(crate) fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
     Ok(optional_flag(row, column)?.unwrap_or(false))
 }
@@ -261,6 +292,7 @@ pub(crate) fn optional_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<Opt
     if let Ok(value) = row.try_get::<Option<bool>, _>(column) {
         return Ok(value);
     }
+    // SQLite INTEGER and MySQL SMALLINT both decode as integers.
     let value: Option<i64> = row.try_get(column)?;
     Ok(value.map(|number| number != 0))
 }

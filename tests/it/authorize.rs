@@ -863,7 +863,7 @@ async fn disabled_user_session_ends() {
     let (server, _app, browser) = setup().await;
     browser.sign_in("alice", "pw", "/account/tokens").await;
     assert_eq!(browser.get("/account/tokens").await.status, StatusCode::OK);
-    server.execute("UPDATE users SET disabled = 1").await;
+    server.execute("UPDATE users SET disabled = TRUE").await;
     assert_eq!(
         browser.get("/account/tokens").await.status,
         StatusCode::SEE_OTHER

@@ -20,12 +20,80 @@ pub struct Server {
     pub clock: Arc<OffsetClock>,
     pub http: reqwest::Client,
     _dir: TempDir,
+    _database: Option<TestDatabase>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A uniquely named database on the PostgreSQL or MariaDB server this machine runs, made
+/// when `SESAME_TEST_DATABASE` is `postgres` or `mysql` and dropped with the server.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates a database for the backend `SESAME_TEST_DATABASE` names, if any.
+    pub async fn create() -> Option<TestDatabase> {
+        let backend = std::env::var("SESAME_TEST_DATABASE").ok()?;
+        let name = format!("sesame_test_{}", uuid::Uuid::new_v4().simple());
+        let (admin_url, url) = match backend.as_str() {
+            "postgres" => (
+                "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+                format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            ),
+            "mysql" => (
+                "mysql://root@127.0.0.1:3306/test".to_owned(),
+                format!("mysql://root@127.0.0.1:3306/{name}"),
+            ),
+            other => panic!("SESAME_TEST_DATABASE must be postgres or mysql, not {other:?}"),
+        };
+        sqlx::any::install_default_drivers();
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .expect("test database server reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        Some(TestDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, so the cleanup gets a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .expect("admin");
+                let force = if admin_url.starts_with("postgres") {
+                    " WITH (FORCE)"
+                } else {
+                    ""
+                };
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}{force}"))
+                    .execute(&mut admin)
+                    .await;
+            });
+        });
+        let _ = cleanup.join();
     }
 }
 
@@ -63,6 +131,11 @@ impl Server {
         let base = format!("http://{address}");
         let mut config = config_for(dir.path(), &base);
         config.bind = address;
+        let database = TestDatabase::create().await;
+        if let Some(database) = &database {
+            config.database_url = database.url.clone();
+            config.auto_install = true;
+        }
         adjust(&mut config);
         let clock = Arc::new(OffsetClock::default());
         let options = OpenOptions::default().clock(clock.clone());
@@ -84,6 +157,7 @@ impl Server {
             clock,
             http,
             _dir: dir,
+            _database: database,
             task,
         }
     }

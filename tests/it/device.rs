@@ -200,7 +200,7 @@ async fn disabled_user_gets_no_token() {
         "approve",
     )
     .await;
-    server.execute("UPDATE users SET disabled = 1").await;
+    server.execute("UPDATE users SET disabled = TRUE").await;
     let (status, body) = poll(&server, &id, started["device_code"].as_str().expect("code")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_grant");

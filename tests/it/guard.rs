@@ -293,7 +293,7 @@ async fn revoked_client_token_rejected() {
 async fn disabled_user_token_rejected() {
     let server = Server::start().await;
     let (_, token) = user_token(&server).await;
-    server.execute("UPDATE users SET disabled = 1").await;
+    server.execute("UPDATE users SET disabled = TRUE").await;
     let (status, _, _) = server.get_with("/oauth/userinfo", &token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -302,7 +302,9 @@ async fn disabled_user_token_rejected() {
 async fn personal_token_survives_client_loss() {
     let server = Server::start().await;
     let (_, token) = user_token(&server).await;
-    server.execute("UPDATE oauth_clients SET revoked = 1").await;
+    server
+        .execute("UPDATE oauth_clients SET revoked = TRUE")
+        .await;
     let (status, _, _) = server.get_with("/oauth/userinfo", &token).await;
     assert_eq!(status, StatusCode::OK);
     server.execute("DELETE FROM oauth_clients").await;

@@ -8,7 +8,7 @@ use sesame::{Config, Sesame};
 use crate::common::{Server, data_dir, run_cli};
 
 const PERSONAL_CLIENTS: &str =
-    "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = 1";
+    "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = TRUE";
 
 #[tokio::test]
 async fn cli_token_works_on_fresh_data_dir() {
@@ -57,7 +57,7 @@ async fn revoked_personal_client_replaced() {
     let user_id = server.user("alice", "pw").await;
     let before = server.pat(user_id, &[]).await;
     server
-        .execute("UPDATE oauth_clients SET revoked = 1 WHERE personal_access_client = 1")
+        .execute("UPDATE oauth_clients SET revoked = TRUE WHERE personal_access_client = TRUE")
         .await;
     let after = server
         .sesame
@@ -65,8 +65,7 @@ async fn revoked_personal_client_replaced() {
         .await
         .expect("token");
     assert_ne!(after.token.client_id, "");
-    let active =
-        "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = 1 AND revoked = 0";
+    let active = "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = TRUE AND revoked = FALSE";
     assert_eq!(server.count(active).await, 1);
     assert!(
         server.sesame.authenticate_bearer(&before).await.is_ok(),
@@ -106,11 +105,12 @@ async fn concurrent_first_calls_make_one_client() {
     }
     client_ids.dedup();
     assert_eq!(client_ids.len(), 1, "{client_ids:?}");
-    let count: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = 1")
-            .fetch_one(sesame.store().pool())
-            .await
-            .expect("count");
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = TRUE",
+    )
+    .fetch_one(sesame.store().pool())
+    .await
+    .expect("count");
     assert_eq!(count, 1);
 }
 
@@ -145,11 +145,12 @@ async fn concurrent_processes_on_empty_dir_make_one_client() {
         assert_eq!(code, 0, "{stderr}");
     }
     let pool = sqlx::SqlitePool::connect(&wipe).await.expect("connect");
-    let count: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = 1")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = TRUE",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
     assert_eq!(count, 1);
 }
 

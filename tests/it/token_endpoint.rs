@@ -414,7 +414,7 @@ async fn password_grant_missing_password_invalid_request() {
 async fn password_grant_disabled_user_refused() {
     let server = Server::start().await;
     server.user("alice", "pw").await;
-    server.execute("UPDATE users SET disabled = 1").await;
+    server.execute("UPDATE users SET disabled = TRUE").await;
     let (id, secret) = server.client(ClientKind::Password, None).await;
     let form = [
         ("grant_type", "password"),
@@ -701,7 +701,7 @@ async fn concurrent_refresh_has_one_winner() {
     }
     assert!(successes.len() <= 1, "{} successes", successes.len());
     let live = server
-        .count("SELECT COUNT(*) FROM oauth_refresh_tokens WHERE revoked = 0")
+        .count("SELECT COUNT(*) FROM oauth_refresh_tokens WHERE revoked = FALSE")
         .await;
     assert!(live <= 1, "{live} live refresh tokens");
 }
