@@ -140,6 +140,25 @@ pub enum Error {
     Crypto(&'static str),
 }
 
+impl Error {
+    /// Whether the error means the database cannot be reached right now (connection lost,
+    /// pool exhausted or closed), so the request may succeed when retried.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Database(error) => matches!(
+                error,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_)
+            ),
+            Error::DatabaseUnavailable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         Error::Database(error)

@@ -22,6 +22,8 @@ pub const CODE_TTL_SECONDS: i64 = 600;
 
 /// The longest `state` echoed back, in bytes.
 const MAX_STATE_BYTES: usize = 8192;
+/// The longest `nonce` stored, in characters.
+const MAX_NONCE_CHARS: usize = 512;
 
 /// A checked authorization request.
 #[derive(Clone, Debug)]
@@ -188,6 +190,13 @@ pub async fn check_request(
         .map_err(|error| fail("invalid_scope", &error.0))?;
     crate::scopes::check_for_client(sesame.config(), &client, &scopes)
         .map_err(|error| fail("invalid_scope", &error.0))?;
+    let nonce = get("nonce").map(str::to_owned);
+    if nonce
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NONCE_CHARS)
+    {
+        return Err(fail("invalid_request", "nonce is too long"));
+    }
     let prompt = match get("prompt") {
         None => None,
         Some(value @ ("none" | "consent")) => Some(value.to_owned()),
@@ -200,7 +209,7 @@ pub async fn check_request(
         scopes,
         state,
         code_challenge,
-        nonce: get("nonce").map(str::to_owned),
+        nonce,
         prompt,
     })
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -109,8 +109,20 @@ pub(crate) fn json_error(status: StatusCode, error: &str, message: &str) -> Resp
 }
 
 /// Answers an internal failure with a generic 500 and logs the detail once under an id the
-/// response carries.
+/// response carries; a database that cannot be reached gets 503 with `Retry-After`.
 pub(crate) fn internal_error(error: &Error) -> Response {
+    if error.is_unavailable() {
+        tracing::warn!(%error, "database unavailable");
+        let body = json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the database is unavailable; retry shortly",
+        });
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
     let error_id = uuid::Uuid::new_v4().simple().to_string();
     let error_id = &error_id[..12];
     tracing::error!(error_id, %error, "internal error");
