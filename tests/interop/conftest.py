@@ -10,13 +10,18 @@ import re
 import selectors
 import signal
 import subprocess
+import threading
 import time
 import uuid
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import jwt
 import pytest
 import requests
+from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +71,8 @@ class SesameServer:
         self.issuer = issuer
         self.log_path = log_path
         self.token_endpoint = f"{issuer}/oauth/token"
+        self.authorization_endpoint = f"{issuer}/oauth/authorize"
+        self.device_authorization_endpoint = f"{issuer}/oauth/device/code"
         self.userinfo_endpoint = f"{issuer}/oauth/userinfo"
         self.jwks_uri = f"{issuer}/oauth/jwks"
 
@@ -105,6 +112,42 @@ class SesameServer:
             args += ["--scopes", ",".join(scopes)]
         return self.cli(*args)
 
+    def add_web_client(
+        self,
+        redirect_uri: str,
+        *,
+        public: bool = False,
+        first_party: bool = False,
+        scopes: list[str] | None = None,
+        name: str | None = None,
+    ) -> dict:
+        """Create an authorization code client for `redirect_uri` and return it.
+
+        The client is confidential (with a secret) unless `public` is set, in which case it
+        has no secret and must use PKCE.
+        """
+        kind = "public" if public else "web"
+        name = name or f"Interop {kind} app {uuid.uuid4().hex[:8]}"
+        args = ["client", "--redirect-uri", redirect_uri, "--name", name]
+        if public:
+            args.append("--public")
+        if first_party:
+            args.append("--first-party")
+        if scopes is not None:
+            args += ["--scopes", ",".join(scopes)]
+        return self.cli(*args)
+
+    def current_personal_access_client_id(self) -> str:
+        """Return the id of the one personal access client that is not revoked."""
+        clients = self.cli("client", "list")["clients"]
+        current = [
+            client
+            for client in clients
+            if client["personal_access_client"] and not client["revoked"]
+        ]
+        assert len(current) == 1, f"expected one personal access client, found {current}"
+        return current[0]["id"]
+
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -141,6 +184,15 @@ def stop(process: subprocess.Popen) -> int:
         process.kill()
         process.wait()
         pytest.fail(f"sesame serve did not stop within {STOP_TIMEOUT_SECONDS} s of SIGTERM")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so that a fixture's teardown can tell
+    whether the test failed (the browser fixture then saves the page)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -280,3 +332,330 @@ def userinfo(sesame):
         )
 
     return call
+
+
+def single_values(query: str) -> dict[str, str]:
+    """Parse a query string whose parameters must each appear once into a dict."""
+    parsed = parse_qs(query, keep_blank_values=True)
+    repeated = sorted(name for name, values in parsed.items() if len(values) > 1)
+    assert not repeated, f"parameters {repeated} appear more than once in {query!r}"
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def query_of(url: str) -> dict[str, str]:
+    """Return the query parameters of `url`, each of which must appear once."""
+    return single_values(urlsplit(url).query)
+
+
+class RedirectReceiver:
+    """A client's redirect URI: a loopback HTTP server that records the query of each request
+    to its callback path and returns a small page, so that a browser really lands on it.
+    """
+
+    CALLBACK_PATH = "/callback"
+    PAGE = b"<!doctype html><title>Client callback</title><h1>Callback received</h1>"
+
+    def __init__(self):
+        self.queries: list[dict[str, str]] = []
+        self._received = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                parts = urlsplit(self.path)
+                if parts.path != RedirectReceiver.CALLBACK_PATH:
+                    self.send_error(404)
+                    return
+                receiver.record(parts.query)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(RedirectReceiver.PAGE)))
+                self.end_headers()
+                self.wfile.write(RedirectReceiver.PAGE)
+
+            def log_message(self, format, *args):
+                # The browser's requests would otherwise be printed into pytest's output.
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}{self.CALLBACK_PATH}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def record(self, query: str) -> None:
+        with self._received:
+            self.queries.append(single_values(query))
+            self._received.notify_all()
+
+    def wait_for_state(self, state: str, timeout: float = HTTP_TIMEOUT_SECONDS) -> dict:
+        """Return the first query received with `state`, waiting up to `timeout` seconds."""
+
+        def find() -> dict | None:
+            return next((query for query in self.queries if query.get("state") == state), None)
+
+        with self._received:
+            query = self._received.wait_for(find, timeout)
+        assert query is not None, (
+            f"the redirect URI received no request with state {state!r} within {timeout} s; "
+            f"it received {self.queries}"
+        )
+        return query
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=STOP_TIMEOUT_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def redirect_receiver() -> RedirectReceiver:
+    receiver = RedirectReceiver()
+    yield receiver
+    receiver.close()
+
+
+class Form:
+    """One HTML form: its action, method, the fields a browser would submit, and its buttons."""
+
+    def __init__(self, action: str, method: str):
+        self.action = action
+        self.method = method
+        self.fields: list[tuple[str, str]] = []
+        self.buttons: list[dict[str, str | None]] = []
+
+
+class FormParser(HTMLParser):
+    """Collect the forms of a page. Unchecked checkboxes and radio buttons are left out, as a
+    browser leaves them out of a submission."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms: list[Form] = []
+        self._open: Form | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "form":
+            method = (attributes.get("method") or "get").lower()
+            self._open = Form(attributes.get("action") or "", method)
+            self.forms.append(self._open)
+            return
+        if self._open is None:
+            return
+        input_type = (attributes.get("type") or "text").lower()
+        if tag == "button" or (tag == "input" and input_type == "submit"):
+            self._open.buttons.append(attributes)
+        elif tag == "input" and attributes.get("name"):
+            if input_type in ("checkbox", "radio") and "checked" not in attributes:
+                return
+            self._open.fields.append((attributes["name"], attributes.get("value") or ""))
+        elif tag == "textarea" and attributes.get("name"):
+            self._open.fields.append((attributes["name"], ""))
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._open = None
+
+
+def find_form(html: str, *, button_id: str | None = None, action: str | None = None) -> Form:
+    """Return the form of `html` that contains the button `button_id` or posts to `action`."""
+    parser = FormParser()
+    parser.feed(html)
+    for form in parser.forms:
+        if button_id is not None and any(b.get("id") == button_id for b in form.buttons):
+            return form
+        if action is not None and form.action == action:
+            return form
+    raise AssertionError(
+        f"no form with button id {button_id!r} or action {action!r} in the page: {html[:2000]}"
+    )
+
+
+def is_login_page(response: requests.Response) -> bool:
+    return response.status_code == 200 and urlsplit(response.url).path == "/login"
+
+
+class ScriptedUser:
+    """A browser stand-in for one user: a requests.Session that keeps Sesame's session
+    cookie, follows redirects within Sesame and submits Sesame's forms with their hidden
+    fields (CSRF token, request id).
+
+    A redirect that leaves Sesame, such as the one to a client's redirect URI, is returned
+    unfollowed, so that the test reads its Location.
+    """
+
+    MAX_REDIRECTS = 10
+
+    def __init__(self, issuer: str, username: str, password: str):
+        self.issuer = issuer
+        self.username = username
+        self.password = password
+        self.http = requests.Session()
+
+    def get(self, url: str) -> requests.Response:
+        response = self.http.get(url, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
+        return self.follow(response)
+
+    def follow(self, response: requests.Response) -> requests.Response:
+        """Follow redirects that stay on Sesame and return the first other response."""
+        for _ in range(self.MAX_REDIRECTS):
+            if not response.is_redirect:
+                return response
+            target = urljoin(response.url, response.headers["Location"])
+            if not target.startswith(f"{self.issuer}/"):
+                return response
+            response = self.http.get(
+                target, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
+            )
+        raise AssertionError(
+            f"more than {self.MAX_REDIRECTS} redirects, the last to {response.url}"
+        )
+
+    def submit(
+        self,
+        page: requests.Response,
+        *,
+        button_id: str | None = None,
+        action: str | None = None,
+        fields: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """Submit a form of `page` as a browser would after the user filled in `fields` and
+        pressed the button `button_id` (or the form's only submit button)."""
+        form = find_form(page.text, button_id=button_id, action=action)
+        assert form.method == "post", f"the form posts with {form.method}"
+        fields = fields or {}
+        data = [(name, value) for name, value in form.fields if name not in fields]
+        data += list(fields.items())
+        buttons = [b for b in form.buttons if button_id is None or b.get("id") == button_id]
+        assert len(buttons) == 1, f"expected one submit button, found {buttons}"
+        if buttons[0].get("name"):
+            data.append((buttons[0]["name"], buttons[0].get("value") or ""))
+        url = urljoin(page.url, form.action or page.url)
+        response = self.http.post(
+            url, data=data, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
+        )
+        return self.follow(response)
+
+    def sign_in(self, login_page: requests.Response, password: str | None = None):
+        """Fill in and submit the sign-in form on `login_page` and return the next page."""
+        assert is_login_page(login_page), f"not the sign-in page: {login_page.url}"
+        credentials = {
+            "username": self.username,
+            "password": self.password if password is None else password,
+        }
+        return self.submit(login_page, action="/login", fields=credentials)
+
+    def authorize(self, authorization_url: str) -> requests.Response:
+        """Open `authorization_url`, signing in if Sesame shows the sign-in page, and
+        return the consent page or the redirect to the client."""
+        page = self.get(authorization_url)
+        if is_login_page(page):
+            page = self.sign_in(page)
+        return page
+
+    def decide(self, consent_page: requests.Response, button_id: str) -> str:
+        """Press `approve` or `deny` on the consent page and return where Sesame redirects."""
+        response = self.submit(consent_page, button_id=button_id)
+        assert response.status_code == 303, (
+            f"the decision returned {response.status_code}, not a redirect: {response.text[:500]}"
+        )
+        return response.headers["Location"]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture
+def scripted_user(sesame):
+    """Return a factory of ScriptedUsers for a user record and its password."""
+    users = []
+
+    def make(user: dict, password: str) -> ScriptedUser:
+        scripted = ScriptedUser(sesame.issuer, user["name"], password)
+        users.append(scripted)
+        return scripted
+
+    yield make
+
+    for scripted in users:
+        scripted.close()
+
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def request_device_code(sesame: SesameServer, session: OAuth2Session, scope: str) -> dict:
+    """Start a device authorization with the client of `session` and return the response."""
+    response = session.post(
+        sesame.device_authorization_endpoint,
+        data={"scope": scope},
+        auth=session.client_auth(session.token_endpoint_auth_method),
+        withhold_token=True,
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers.get("Cache-Control") == "no-store"
+    return response.json()
+
+
+class DevicePoller(threading.Thread):
+    """Poll the token endpoint for a device code as RFC 8628 §3.5 requires of a device.
+
+    The poller waits `interval` seconds between polls and 5 seconds more after each
+    `slow_down`. It stops at tokens, at any other error, or when the device code expires.
+    """
+
+    def __init__(self, session: OAuth2Session, token_endpoint: str, authorization: dict):
+        super().__init__(daemon=True)
+        self.session = session
+        self.token_endpoint = token_endpoint
+        self.authorization = authorization
+        self.errors: list[str] = []
+        self.token: dict | None = None
+        self.exception: BaseException | None = None
+        self.first_response = threading.Event()
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = self.authorization["interval"]
+        deadline = time.monotonic() + self.authorization["expires_in"]
+        while not self._stopped.is_set() and time.monotonic() < deadline:
+            try:
+                self.token = self.session.fetch_token(
+                    self.token_endpoint,
+                    grant_type=DEVICE_CODE_GRANT,
+                    device_code=self.authorization["device_code"],
+                )
+                return
+            except OAuthError as error:
+                self.errors.append(error.error)
+                if error.error == "slow_down":
+                    interval += 5
+                elif error.error != "authorization_pending":
+                    return
+            except Exception as error:
+                # result() raises it again in the test's thread.
+                self.exception = error
+                return
+            finally:
+                self.first_response.set()
+            self._stopped.wait(interval)
+
+    def wait_for_first_response(self, timeout: float = HTTP_TIMEOUT_SECONDS) -> None:
+        assert self.first_response.wait(timeout), f"no poll answered within {timeout} s"
+
+    def result(self, timeout: float) -> dict | None:
+        """Wait for polling to end and return the token, or None after a final error."""
+        self.join(timeout)
+        if self.is_alive():
+            self._stopped.set()
+            raise AssertionError(
+                f"polling did not end within {timeout} s, errors received: {self.errors}"
+            )
+        if self.exception is not None:
+            raise self.exception
+        return self.token
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(HTTP_TIMEOUT_SECONDS)

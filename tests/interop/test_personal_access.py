@@ -11,21 +11,9 @@ def user(sesame):
     return sesame.add_user("pat user password", email="pat@example.test")
 
 
-def current_personal_access_client_id(sesame) -> str:
-    """Return the id of the one personal access client that is not revoked."""
-    clients = sesame.cli("client", "list")["clients"]
-    current = [
-        client
-        for client in clients
-        if client["personal_access_client"] and not client["revoked"]
-    ]
-    assert len(current) == 1, f"expected one personal access client, found {current}"
-    return current[0]["id"]
-
-
 @pytest.fixture
 def personal_access_client_id(sesame) -> str:
-    return current_personal_access_client_id(sesame)
+    return sesame.current_personal_access_client_id()
 
 
 def test_personal_access_token_verifies(sesame, verifier, user, personal_access_client_id):
@@ -60,14 +48,14 @@ def test_personal_access_token_userinfo(
 
 
 def test_personal_access_token_outlives_client(sesame, verifier, userinfo, user):
-    old_client_id = current_personal_access_client_id(sesame)
+    old_client_id = sesame.current_personal_access_client_id()
     old = sesame.cli("token", "--user", user["name"], "--scopes", "read")
     verifier.verify(old["accessToken"], old_client_id)
 
     sesame.cli("client", "revoke", old_client_id)
     new = sesame.cli("token", "--user", user["name"], "--scopes", "read")
 
-    new_client_id = current_personal_access_client_id(sesame)
+    new_client_id = sesame.current_personal_access_client_id()
     assert new_client_id != old_client_id
     verifier.verify(new["accessToken"], new_client_id)
     assert userinfo(old["accessToken"]).status_code == 200
