@@ -7,7 +7,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::{self, KeyAlgorithm, SigningKey};
 use crate::password::PasswordHasher;
-use crate::store::{KeyState, Store};
+use crate::rotation::KeyRing;
+use crate::store::Store;
 use crate::token::jwt::Verifier;
 
 /// How [`Sesame::open_with`] treats the database and keys.
@@ -53,9 +54,9 @@ impl OpenOptions {
     }
 }
 
-/// An opened Sesame installation: configuration, database, signing key and verifier.
+/// An opened Sesame installation: configuration, database, signing keys and verifier.
 ///
-/// Cheap to clone; clones share one pool and key. Use it as axum state for
+/// Cheap to clone; clones share one pool and key ring. Use it as axum state for
 /// [`crate::router`] and the [`crate::Bearer`] extractor.
 #[derive(Clone)]
 pub struct Sesame {
@@ -65,7 +66,7 @@ pub struct Sesame {
 struct Inner {
     config: Config,
     store: Store,
-    signing_key: SigningKey,
+    keys: KeyRing,
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
@@ -75,7 +76,7 @@ impl std::fmt::Debug for Sesame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sesame")
             .field("issuer", &self.inner.config.issuer)
-            .field("kid", &self.inner.signing_key.kid())
+            .field("kid", &self.signing_key().kid())
             .finish_non_exhaustive()
     }
 }
@@ -83,9 +84,9 @@ impl std::fmt::Debug for Sesame {
 impl Sesame {
     /// Opens the installation `config` describes, with default options.
     ///
-    /// Runs pending migrations, loads the signing key, and, where installing is automatic and
-    /// the database was never installed, generates keys and creates the personal access and
-    /// password clients.
+    /// Runs pending migrations, loads the signing keys, promotes rotated keys that came due,
+    /// and, where installing is automatic and the database was never installed, generates keys
+    /// and creates the personal access and password clients.
     ///
     /// # Errors
     ///
@@ -124,24 +125,34 @@ impl Sesame {
                 });
             }
         };
-        for warning in &loaded.warnings {
+        let primary_kid = loaded.key.kid().to_owned();
+        let rotated = keys::load_rotated(&config.keys_dir, |kid| kid == primary_kid);
+        for warning in rotated
+            .iter()
+            .chain([&loaded])
+            .flat_map(|key| &key.warnings)
+        {
             tracing::warn!("{warning}");
         }
-        let signing_key = loaded.key;
+        let rotated_keys: Vec<SigningKey> = rotated.into_iter().map(|key| key.key).collect();
+        let primary = loaded.key;
         let install_clients = options.install;
-        let verifier = Verifier::new(&signing_key);
+        let verifier = Verifier::new(&primary);
+        for key in &rotated_keys {
+            verifier.add_local(key);
+        }
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)?;
         let sesame = Sesame {
             inner: Arc::new(Inner {
                 config,
                 store,
-                signing_key,
+                keys: KeyRing::new(primary, rotated_keys),
                 verifier,
                 clock: options.clock,
                 hasher,
             }),
         };
-        sesame.record_signing_key().await?;
+        sesame.refresh_keys().await?;
         if !installed && sesame.config().auto_install && install_clients {
             match crate::install::install_clients(&sesame).await {
                 Ok(report) => report.log(),
@@ -164,9 +175,8 @@ impl Sesame {
         &self.inner.store
     }
 
-    /// The key that signs new tokens.
-    pub fn signing_key(&self) -> &SigningKey {
-        &self.inner.signing_key
+    pub(crate) fn key_ring(&self) -> &KeyRing {
+        &self.inner.keys
     }
 
     pub(crate) fn verifier(&self) -> &Verifier {
@@ -180,35 +190,6 @@ impl Sesame {
     /// The current time, seconds since the epoch, from the configured clock.
     pub fn now(&self) -> i64 {
         self.inner.clock.now()
-    }
-
-    /// Records this node's public key so every node and the JWKS publish it, then reloads
-    /// the verification keys. A read-only database only logs a warning: this node still
-    /// verifies its own tokens.
-    async fn record_signing_key(&self) -> Result<()> {
-        let key = self.signing_key();
-        let recorded = self
-            .store()
-            .record_key(
-                key.kid(),
-                key.alg().name(),
-                &key.public_jwk().to_string(),
-                KeyState::Current,
-                self.now(),
-            )
-            .await;
-        match recorded {
-            Ok(true) => tracing::info!(kid = key.kid(), "recorded signing key"),
-            Ok(false) => {}
-            Err(error) if crate::store::is_read_only(&error) => {
-                tracing::warn!(
-                    kid = key.kid(),
-                    "database is read-only; signing key not recorded"
-                );
-            }
-            Err(error) => return Err(error),
-        }
-        self.verifier().reload(self.store()).await
     }
 
     /// Closes the database pool.

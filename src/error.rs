@@ -110,10 +110,43 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// None of this node's keys is current, so it cannot sign tokens.
+    #[error(
+        "no signing key of this node is current; copy the current key file into {dir}, or run \
+         `sesame keys --rotate` and wait SESAME_JWKS_MAX_AGE for the new key to become current",
+        dir = .dir.display()
+    )]
+    NoSigningKey {
+        /// The key directory.
+        dir: PathBuf,
+    },
+
+    /// A rotation is already waiting for its key to become current.
+    #[error(
+        "key {kid} is already waiting to become current (at {current_at}, Unix time); wait for \
+         it, or retire it with `sesame keys --retire {kid} --now`"
+    )]
+    RotationPending {
+        /// The waiting key.
+        kid: String,
+        /// When it becomes current, seconds since the epoch.
+        current_at: i64,
+    },
+
+    /// Retiring the key would leave no current signing key.
+    #[error(
+        "key {kid} is the only current signing key; run `sesame keys --rotate` first, then \
+         retire it and the new key becomes current at once"
+    )]
+    LastSigningKey {
+        /// The key that was to be retired.
+        kid: String,
+    },
+
     /// A user, client or token named by the caller does not exist.
     #[error("{kind} not found: {id}")]
     NotFound {
-        /// "user", "client" or "token".
+        /// "user", "client", "token" or "key".
         kind: &'static str,
         /// The identifier that was looked up.
         id: String,

@@ -216,12 +216,13 @@ pub(crate) fn new_client(
         password_client: kind == ClientKind::Password,
         first_party: matches!(kind, ClientKind::Personal | ClientKind::Password),
         user_id: None,
+        audience: None,
     };
     Ok((client, secret))
 }
 
-/// Creates a client of `kind`; a new personal access client becomes the current one. Returns the stored record and,
-/// once, the plain secret.
+/// Creates a client of `kind`; a new personal access client becomes the current one. Returns
+/// the stored record and, once, the plain secret. A resource server gets the default audience.
 ///
 /// # Errors
 ///
@@ -233,12 +234,83 @@ pub async fn create_client(
     name: &str,
     scopes: Option<Vec<String>>,
 ) -> Result<(ClientRecord, Option<Secret>)> {
+    let audience = match kind {
+        ClientKind::ResourceServer => Some(sesame.config().audience.clone()),
+        _ => None,
+    };
+    insert_new_client(sesame, kind, name, scopes, audience).await
+}
+
+/// Creates a resource server: a confidential client without grants that may introspect the
+/// access tokens whose `aud` names `audience` (the default audience when `None`). Returns the
+/// stored record and, once, the plain secret.
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] for an empty name or an audience that is not an absolute URI
+/// without a fragment, [`Error::Database`] on a query failure.
+pub async fn create_resource_server(
+    sesame: &Sesame,
+    name: &str,
+    audience: Option<&str>,
+) -> Result<(ClientRecord, Option<Secret>)> {
+    let audience = match audience {
+        Some(audience) => {
+            validate_audience(audience)?;
+            audience.to_owned()
+        }
+        None => sesame.config().audience.clone(),
+    };
+    insert_new_client(
+        sesame,
+        ClientKind::ResourceServer,
+        name,
+        None,
+        Some(audience),
+    )
+    .await
+}
+
+/// Trims a client name and checks that it is 1 to 255 characters.
+pub(crate) fn validate_client_name(name: &str) -> Result<&str> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 255 {
         return Err(Error::InvalidInput(
             "a client name must be 1 to 255 characters".into(),
         ));
     }
+    Ok(name)
+}
+
+/// Checks that an audience is an absolute URI without a fragment, as RFC 8707 requires of a
+/// resource indicator.
+fn validate_audience(audience: &str) -> Result<()> {
+    let invalid = |reason: &str| {
+        Error::InvalidInput(format!(
+            "audience {audience:?} {reason}; use an absolute URI such as https://api.example.com"
+        ))
+    };
+    if audience
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid("contains whitespace or control characters"));
+    }
+    let parsed = url::Url::parse(audience).map_err(|_| invalid("is not an absolute URI"))?;
+    if parsed.fragment().is_some() {
+        return Err(invalid("has a fragment"));
+    }
+    Ok(())
+}
+
+async fn insert_new_client(
+    sesame: &Sesame,
+    kind: ClientKind,
+    name: &str,
+    scopes: Option<Vec<String>>,
+    audience: Option<String>,
+) -> Result<(ClientRecord, Option<Secret>)> {
+    let name = validate_client_name(name)?;
     if let Some(scopes) = &scopes {
         for scope in scopes {
             if sesame.config().scope_description(scope).is_none() {
@@ -247,13 +319,14 @@ pub async fn create_client(
         }
     }
     let store = sesame.store();
-    let (client, secret) = new_client(kind, name, scopes)?;
+    let (mut client, secret) = new_client(kind, name, scopes)?;
+    client.audience = audience;
     let now = sesame.now();
     let mut transaction = store.begin_write().await?;
     store.insert_client(&mut transaction, &client, now).await?;
     let meta_name = match kind {
         ClientKind::Personal => Some(PERSONAL_ACCESS_CLIENT),
-        ClientKind::Password | ClientKind::ClientCredentials => None,
+        ClientKind::Password | ClientKind::ClientCredentials | ClientKind::ResourceServer => None,
     };
     if let Some(meta_name) = meta_name {
         match store.meta(&mut transaction, meta_name).await? {

@@ -28,6 +28,7 @@ pub mod http;
 pub mod install;
 pub mod keys;
 mod password;
+pub mod rotation;
 pub mod scopes;
 pub mod store;
 pub mod token;

@@ -13,7 +13,7 @@ use super::{Output, split_scopes};
 #[derive(Debug, Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    group(ArgGroup::new("kind").args(["personal", "password", "client"]))
+    group(ArgGroup::new("kind").args(["personal", "password", "client", "resource_server"]))
 )]
 pub struct ClientArgs {
     #[command(subcommand)]
@@ -27,6 +27,14 @@ pub struct ClientArgs {
     /// Create a client credentials client (confidential)
     #[arg(long)]
     client: bool,
+    /// Create a resource server: a confidential client without grants that may introspect
+    /// access tokens issued for its audience
+    #[arg(long)]
+    resource_server: bool,
+    /// Audience of a resource server, an absolute URI (default: SESAME_AUDIENCE, which
+    /// defaults to the issuer)
+    #[arg(long, value_name = "URI", requires = "resource_server")]
+    audience: Option<String>,
     /// Display name of the new client
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -111,27 +119,40 @@ pub async fn run(
                 ClientKind::Password
             } else if args.client {
                 ClientKind::ClientCredentials
+            } else if args.resource_server {
+                ClientKind::ResourceServer
             } else {
                 anyhow::bail!(
-                    "say which kind of client to create: --personal, --password or --client \
-                     (or use `sesame client list`)"
+                    "say which kind of client to create: --personal, --password, --client or \
+                     --resource-server (or use `sesame client list`)"
                 );
             };
             let default_name = match kind {
                 ClientKind::Personal => "Personal Access Client",
                 ClientKind::Password => "Password Grant Client",
                 ClientKind::ClientCredentials => "Client Credentials Client",
+                ClientKind::ResourceServer => "Resource Server",
             };
             let scopes = args.scopes.as_deref().map(|s| split_scopes(Some(s)));
             let name = args.name.as_deref().unwrap_or(default_name);
-            let (client, secret) =
-                sesame::install::create_client(&sesame, kind, name, scopes).await?;
+            let (client, secret) = if kind == ClientKind::ResourceServer {
+                if scopes.is_some() {
+                    anyhow::bail!("a resource server requests no scopes; drop --scopes");
+                }
+                let audience = args.audience.as_deref();
+                sesame::install::create_resource_server(&sesame, name, audience).await?
+            } else {
+                sesame::install::create_client(&sesame, kind, name, scopes).await?
+            };
             let mut value = client_json(&client);
             value["secret"] = json!(secret.as_ref().map(|s| s.expose()));
             let mut text = format!(
                 "Client created.\nClient ID: {}\nName: {}\n",
                 client.id, client.name
             );
+            if let Some(audience) = &client.audience {
+                text.push_str(&format!("Audience: {audience}\n"));
+            }
             match &secret {
                 Some(secret) => text.push_str(&format!(
                     "Client secret: {}\nThe secret is shown only now; store it safely.",
@@ -158,6 +179,7 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
         "password_client": client.password_client,
         "first_party": client.first_party,
         "revoked": client.revoked,
+        "audience": client.audience,
         "created_at": client.created_at,
     })
 }

@@ -174,7 +174,7 @@ pub(crate) async fn issue_access_token(
 ) -> Result<(String, NewAccessToken), Error> {
     let now = sesame.now();
     let config = sesame.config();
-    let key = sesame.signing_key();
+    let key = sesame.issuing_key().await?;
     let row = NewAccessToken {
         id: uuid::Uuid::now_v7().to_string(),
         user_id: issue.user_id,
@@ -199,7 +199,7 @@ pub(crate) async fn issue_access_token(
         scope: issue.scopes.join(" "),
         scopes: issue.scopes.to_vec(),
     };
-    let token = jwt::sign(key, &claims)?;
+    let token = jwt::sign(&key, &claims)?;
     sesame.store().insert_access_token(connection, &row).await?;
     Ok((token, row))
 }

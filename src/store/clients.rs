@@ -15,6 +15,8 @@ pub enum ClientKind {
     Password,
     /// A confidential machine client allowed the client credentials grant.
     ClientCredentials,
+    /// A confidential client with no grant that introspects tokens issued for its audience.
+    ResourceServer,
 }
 
 impl ClientKind {
@@ -24,6 +26,7 @@ impl ClientKind {
             ClientKind::Personal => &["personal_access"],
             ClientKind::Password => &["password", "refresh_token"],
             ClientKind::ClientCredentials => &["client_credentials"],
+            ClientKind::ResourceServer => &[],
         };
         grants.iter().map(|grant| (*grant).to_owned()).collect()
     }
@@ -57,6 +60,8 @@ pub struct NewClient {
     pub first_party: bool,
     /// The user who owns it, for clients created through the API.
     pub user_id: Option<i64>,
+    /// The audience of a resource server; `None` for every other client.
+    pub audience: Option<String>,
 }
 
 /// A stored client. `Debug` never shows the secret hash.
@@ -84,6 +89,8 @@ pub struct ClientRecord {
     pub first_party: bool,
     /// Revoked clients cannot authenticate and their tokens are invalid.
     pub revoked: bool,
+    /// The audience of a resource server; `None` for every other client.
+    pub audience: Option<String>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
 }
@@ -105,6 +112,11 @@ impl ClientRecord {
         self.secret_hash.is_some()
     }
 
+    /// Whether the client is a resource server, which may introspect tokens for its audience.
+    pub fn is_resource_server(&self) -> bool {
+        self.audience.is_some()
+    }
+
     /// Whether the client may use `grant_type`.
     pub fn allows_grant(&self, grant_type: &str) -> bool {
         self.grant_types.iter().any(|grant| grant == grant_type)
@@ -112,7 +124,8 @@ impl ClientRecord {
 }
 
 const COLUMNS: &str = "id, user_id, name, secret, redirect_uris, grant_types, scopes, \
-                       personal_access_client, password_client, first_party, revoked, created_at";
+                       personal_access_client, password_client, first_party, revoked, audience, \
+                       created_at";
 
 fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
     let scopes: Option<String> = row.try_get("scopes")?;
@@ -128,6 +141,7 @@ fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
         password_client: super::flag(row, "password_client")?,
         first_party: super::flag(row, "first_party")?,
         revoked: super::flag(row, "revoked")?,
+        audience: row.try_get("audience")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -147,7 +161,8 @@ impl Store {
         sqlx::query(&self.sql(
             "INSERT INTO oauth_clients (id, user_id, name, secret, redirect_uris, grant_types, \
              scopes, personal_access_client, password_client, first_party, require_pkce, revoked, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             audience, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&client.id)
         .bind(client.user_id)
@@ -161,6 +176,7 @@ impl Store {
         .bind(client.first_party)
         .bind(true)
         .bind(false)
+        .bind(client.audience.as_deref())
         .bind(now)
         .bind(now)
         .execute(connection)
