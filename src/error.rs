@@ -156,6 +156,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
 
+    /// A redirect URI was rejected, with the URI and the reason.
+    #[error("{0}")]
+    InvalidRedirectUri(String),
+
     /// A requested scope is neither declared in the configuration nor built in.
     #[error("unknown scope {0:?}; declare it under [scopes] in sesame.toml")]
     UnknownScope(String),

@@ -1,10 +1,16 @@
 //! HTTP: the axum router and the one place errors become responses.
 
+mod account;
+mod clients;
 mod form;
 mod health;
+mod introspect;
 mod jwks;
+mod metadata;
 mod personal;
+mod revoke;
 mod token;
+mod tokens;
 mod userinfo;
 
 use std::time::Instant;
@@ -15,7 +21,7 @@ use axum::http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde_json::json;
 
 use crate::app::Sesame;
@@ -30,6 +36,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(sesame: Sesame) -> Router {
     Router::new()
         .route("/oauth/token", post(token::token))
+        .route("/oauth/revoke", post(revoke::revoke))
+        .route("/oauth/introspect", post(introspect::introspect))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::oauth_authorization_server),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(metadata::openid_configuration),
+        )
         .route("/oauth/jwks", get(jwks::jwks))
         .route("/.well-known/jwks.json", get(jwks::jwks))
         .route("/oauth/scopes", get(jwks::scopes))
@@ -45,6 +61,14 @@ pub fn router(sesame: Sesame) -> Router {
             "/oauth/personal-access-tokens/{id}",
             delete(personal::revoke),
         )
+        .route("/oauth/clients", get(clients::list).post(clients::create))
+        .route(
+            "/oauth/clients/{id}",
+            put(clients::update).delete(clients::revoke),
+        )
+        .route("/oauth/clients/{id}/secret", post(clients::replace_secret))
+        .route("/oauth/tokens", get(tokens::list))
+        .route("/oauth/tokens/{id}", delete(tokens::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
@@ -145,6 +169,9 @@ impl From<Error> for ApiError {
         match error {
             Error::InvalidInput(message) => {
                 ApiError::Status(StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
+            Error::InvalidRedirectUri(message) => {
+                ApiError::Status(StatusCode::BAD_REQUEST, "invalid_redirect_uri", message)
             }
             Error::UnknownScope(scope) => ApiError::Status(
                 StatusCode::BAD_REQUEST,

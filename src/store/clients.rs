@@ -123,11 +123,11 @@ impl ClientRecord {
     }
 }
 
-const COLUMNS: &str = "id, user_id, name, secret, redirect_uris, grant_types, scopes, \
+pub(super) const COLUMNS: &str = "id, user_id, name, secret, redirect_uris, grant_types, scopes, \
                        personal_access_client, password_client, first_party, revoked, audience, \
                        created_at";
 
-fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
+pub(super) fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
     let scopes: Option<String> = row.try_get("scopes")?;
     Ok(ClientRecord {
         id: row.try_get("id")?,

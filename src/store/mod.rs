@@ -3,9 +3,12 @@
 //! Queries are written once with `?` placeholders; [`Store::sql`] rewrites them for the
 //! backend. Every other dialect difference lives in this module.
 
+mod account;
 mod clients;
 mod keys;
 pub(crate) mod meta;
+mod purge;
+mod secrets;
 mod tokens;
 mod users;
 
@@ -17,8 +20,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Transaction};
 
+pub use account::AuthorizedToken;
 pub use clients::{ClientKind, ClientRecord, NewClient};
 pub use keys::{KeyRecord, KeyState};
+pub use purge::PurgeFilter;
+pub use secrets::StoredSecret;
 pub use tokens::{AccessTokenRecord, NewAccessToken, NewRefreshToken, RefreshTokenRecord};
 pub use users::UserRecord;
 

@@ -1,4 +1,7 @@
-//! Tokens: signed JWT access tokens and opaque secrets.
+//! Tokens: signed JWT access tokens and opaque secrets, and what clients may do with issued
+//! tokens (revoke and introspect them).
 
+pub mod introspection;
 pub mod jwt;
+pub mod revocation;
 pub mod secret;
