@@ -177,6 +177,74 @@ impl Server {
         )
     }
 
+    /// Posts a form to `path`, with HTTP Basic credentials when given.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.http.post(self.url(path)).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    /// Sends a request with a bearer token and an optional JSON body.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    /// Gets an access and a refresh token with the password grant.
+    pub async fn password_tokens(
+        &self,
+        id: &str,
+        secret: &str,
+        user: &str,
+        password: &str,
+        scope: &str,
+    ) -> (String, String) {
+        let (status, body) = self
+            .token(
+                id,
+                secret,
+                &[
+                    ("grant_type", "password"),
+                    ("username", user),
+                    ("password", password),
+                    ("scope", scope),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let access = body["access_token"].as_str().expect("access_token");
+        let refresh = body["refresh_token"].as_str().expect("refresh_token");
+        (access.to_owned(), refresh.to_owned())
+    }
+
+    /// Reads one flag column of one row, as 0 or 1.
+    pub async fn flag(&self, table: &str, id: &str, column: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT {column} FROM {table} WHERE id = ?"))
+            .bind(id)
+            .fetch_one(self.sesame.store().pool())
+            .await
+            .expect("flag query")
+    }
+
     /// Row counts of every table, to show a request changed nothing.
     pub async fn counts(&self) -> Vec<(String, i64)> {
         let mut counts = Vec::new();
@@ -210,6 +278,39 @@ impl Server {
             .execute(self.sesame.store().pool())
             .await
             .expect("statement runs");
+    }
+}
+
+/// A response's status, headers and body text.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    /// The body as JSON, or `Value::Null` when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    /// A header's value, or "" when it is absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -254,4 +355,10 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String,
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// The `jti` of a JWT, which is its row id.
+pub fn jti(token: &str) -> String {
+    let (_, claims) = decode_parts(token);
+    claims["jti"].as_str().expect("jti").to_owned()
 }

@@ -3,6 +3,8 @@
 mod common;
 mod guard;
 mod install;
+mod introspect;
 mod keys;
 mod personal;
+mod revoke;
 mod token_endpoint;
