@@ -1,10 +1,12 @@
 //! Integration tests over real HTTP on loopback, one module per area.
 
+mod clients_api;
 mod common;
 mod guard;
 mod install;
 mod introspect;
 mod keys;
+mod metadata;
 mod personal;
 mod revoke;
 mod token_endpoint;
