@@ -25,6 +25,21 @@ pub struct PurgeFilter {
     pub ended_before: i64,
 }
 
+/// Binds the values of the access token condition that `purge_access_tokens` builds, in its
+/// order. A macro because sqlx's query types share no trait for `bind`.
+macro_rules! bind_access_condition {
+    ($query:expr, $filter:expr) => {{
+        let mut query = $query;
+        if $filter.expired {
+            query = query.bind($filter.ended_before);
+        }
+        if $filter.revoked {
+            query = query.bind(true).bind($filter.ended_before);
+        }
+        query
+    }};
+}
+
 impl Store {
     /// Deletes access token rows that expired, or were revoked, at or before
     /// `filter.ended_before`. Returns how many were deleted.
@@ -39,32 +54,42 @@ impl Store {
             (true, false) => "revoked = ? AND updated_at <= ?",
             (false, false) => return Ok(0),
         };
-        let select = format!(
-            "SELECT id FROM oauth_access_tokens WHERE id > ? AND {condition} ORDER BY id LIMIT ?"
+        // The id that ends the next batch: the last of the next ACCESS_BATCH matching rows.
+        let batch_end = format!(
+            "SELECT id FROM oauth_access_tokens WHERE id > ? AND {condition} \
+             ORDER BY id LIMIT 1 OFFSET ?"
         );
-        let select = self.sql(&select);
+        let batch_end = self.sql(&batch_end);
+        let delete_batch =
+            format!("DELETE FROM oauth_access_tokens WHERE id > ? AND id <= ? AND {condition}");
+        let delete_batch = self.sql(&delete_batch);
+        let delete_rest = format!("DELETE FROM oauth_access_tokens WHERE id > ? AND {condition}");
+        let delete_rest = self.sql(&delete_rest);
+
         let mut after = String::new();
         let mut deleted = 0;
         loop {
-            let mut query = sqlx::query_scalar::<_, String>(&select).bind(after.clone());
-            if filter.expired {
-                query = query.bind(filter.ended_before);
-            }
-            if filter.revoked {
-                query = query.bind(true).bind(filter.ended_before);
-            }
-            let ids = query
-                .bind(batch_limit(ACCESS_BATCH))
-                .fetch_all(&self.pool)
+            let query = sqlx::query_scalar::<_, String>(&batch_end).bind(after.clone());
+            let end = bind_access_condition!(query, filter)
+                .bind(batch_limit(ACCESS_BATCH - 1))
+                .fetch_optional(&self.pool)
                 .await?;
-            let Some(last) = ids.last() else { break };
-            after = last.clone();
-            deleted += self
-                .delete_where_in("oauth_access_tokens", "id", &ids)
-                .await?;
-            if ids.len() < ACCESS_BATCH {
+            let Some(end) = end else {
+                let query = sqlx::query(&delete_rest).bind(after.clone());
+                let result = bind_access_condition!(query, filter)
+                    .execute(&self.pool)
+                    .await?;
+                deleted += result.rows_affected();
                 break;
-            }
+            };
+            let query = sqlx::query(&delete_batch)
+                .bind(after.clone())
+                .bind(end.clone());
+            let result = bind_access_condition!(query, filter)
+                .execute(&self.pool)
+                .await?;
+            deleted += result.rows_affected();
+            after = end;
             tokio::task::yield_now().await;
         }
         Ok(deleted)

@@ -8,5 +8,6 @@ mod introspect;
 mod keys;
 mod metadata;
 mod personal;
+mod purge;
 mod revoke;
 mod token_endpoint;
