@@ -33,7 +33,12 @@ pub struct ClientArgs {
     resource_server: bool,
     /// Audience of a resource server, an absolute URI (default: SESAME_AUDIENCE, which
     /// defaults to the issuer)
-    #[arg(long, value_name = "URI", requires = "resource_server")]
+    #[arg(
+        long,
+        value_name = "URI",
+        requires = "resource_server",
+        conflicts_with_all = ["personal", "password", "client"]
+    )]
     audience: Option<String>,
     /// Display name of the new client
     #[arg(long, value_name = "NAME")]

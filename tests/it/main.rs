@@ -1,5 +1,6 @@
 //! Integration tests over real HTTP on loopback, one module per area.
 
+mod cli_clients;
 mod clients_api;
 mod common;
 mod guard;
