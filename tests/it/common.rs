@@ -87,6 +87,11 @@ impl Server {
         }
     }
 
+    /// The server's data directory, which holds its database and keys.
+    pub fn data_path(&self) -> &Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -11,4 +11,5 @@ mod metadata;
 mod personal;
 mod purge;
 mod revoke;
+mod rotation;
 mod token_endpoint;
