@@ -2,9 +2,10 @@
 //! once caching verifiers have had `SESAME_JWKS_MAX_AGE` to fetch them, and retiring keys.
 //!
 //! The database is the one record of key states, so every node reaches the same answer. A node
-//! refreshes its view at start, on the task [`Sesame::spawn_key_maintenance`] runs, and before
-//! signing when a `next` key has come due or the last refresh is older than
-//! [`Sesame::key_refresh_interval`].
+//! refreshes its view at start, on the task [`Sesame::spawn_key_maintenance`] runs, and in the
+//! background when it signs with a view older than [`Sesame::key_refresh_interval`] or a `next`
+//! key has come due. Signing treats a due `next` key as current before the database records the
+//! promotion, so every node switches on time.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,11 +25,15 @@ pub(crate) struct KeyRing {
     primary: Arc<SigningKey>,
     state: RwLock<RingState>,
     /// Held while refreshing, so concurrent refreshes do not repeat the work.
-    refresh: tokio::sync::Mutex<()>,
+    refresh: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct RingState {
     local: HashMap<String, Arc<SigningKey>>,
+    /// The key states as last read from the database.
+    records: Vec<KeyRecord>,
+    /// `SESAME_JWKS_MAX_AGE` in seconds, as of the last refresh.
+    max_age: i64,
     signing: Option<Arc<SigningKey>>,
     /// When the earliest `next` key becomes current, seconds since the epoch.
     next_due: Option<i64>,
@@ -48,12 +53,14 @@ impl KeyRing {
             // before rotation existed.
             state: RwLock::new(RingState {
                 local,
+                records: Vec::new(),
+                max_age: 0,
                 signing: Some(primary.clone()),
                 next_due: None,
                 refreshed_at: None,
             }),
             primary,
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -63,6 +70,18 @@ impl KeyRing {
 
     fn signing(&self) -> Option<Arc<SigningKey>> {
         self.state.read().ok()?.signing.clone()
+    }
+
+    /// Returns the key to sign with at `now`. When a `next` key has come due since the last
+    /// refresh, the choice treats it as current already, so signing switches on time even
+    /// before the database records the promotion.
+    fn signing_at(&self, now: i64) -> Option<Arc<SigningKey>> {
+        let state = self.state.read().ok()?;
+        if !state.next_due.is_some_and(|due| now >= due) {
+            return state.signing.clone();
+        }
+        let effective = promoted_at(&state.records, now, state.max_age);
+        choose_signing_key(&effective, &state.local, &self.primary)
     }
 
     fn local_keys(&self) -> Vec<Arc<SigningKey>> {
@@ -94,27 +113,12 @@ impl KeyRing {
         due || stale
     }
 
-    /// Picks the signing key from the recorded states: the newest current key this node
-    /// holds, or the primary key when the database has no record of it (a read-only
-    /// database could not record it).
-    fn update(&self, records: &[KeyRecord], max_age: i64) {
+    /// Stores freshly read key states and picks the signing key from them.
+    fn update(&self, records: Vec<KeyRecord>, max_age: i64) {
         let Ok(mut state) = self.state.write() else {
             return;
         };
-        let signing = records
-            .iter()
-            .filter(|record| record.key_state() == KeyState::Current)
-            .filter_map(|record| {
-                let key = state.local.get(&record.kid)?;
-                Some((record.created_at, record.kid.clone(), key.clone()))
-            })
-            .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
-            .map(|(_, _, key)| key);
-        let unrecorded = !records
-            .iter()
-            .any(|record| record.kid == self.primary.kid());
-        let signing = signing.or_else(|| unrecorded.then(|| self.primary.clone()));
-
+        let signing = choose_signing_key(&records, &state.local, &self.primary);
         let before = state.signing.as_ref().map(|key| key.kid().to_owned());
         let after = signing.as_ref().map(|key| key.kid().to_owned());
         if before != after {
@@ -132,8 +136,59 @@ impl KeyRing {
             .filter(|record| record.key_state() == KeyState::Next)
             .map(|record| record.updated_at.saturating_add(max_age))
             .min();
+        state.records = records;
+        state.max_age = max_age;
         state.refreshed_at = Some(Instant::now());
     }
+}
+
+/// Picks the signing key from recorded states: the newest current key this node holds, or
+/// the primary key when the database has no record of it (a read-only database could not
+/// record it).
+fn choose_signing_key(
+    records: &[KeyRecord],
+    local: &HashMap<String, Arc<SigningKey>>,
+    primary: &Arc<SigningKey>,
+) -> Option<Arc<SigningKey>> {
+    let newest_current = records
+        .iter()
+        .filter(|record| record.key_state() == KeyState::Current)
+        .filter_map(|record| {
+            let key = local.get(&record.kid)?;
+            Some((record.created_at, record.kid.as_str(), key))
+        })
+        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+        .map(|(_, _, key)| key.clone());
+    let unrecorded = !records.iter().any(|record| record.kid == primary.kid());
+    newest_current.or_else(|| unrecorded.then(|| primary.clone()))
+}
+
+/// Whether a `next` key has been recorded for `max_age` seconds at `now`.
+fn is_due(record: &KeyRecord, now: i64, max_age: i64) -> bool {
+    record.key_state() == KeyState::Next && record.updated_at.saturating_add(max_age) <= now
+}
+
+/// Returns the key states as they are once every due `next` key is promoted.
+fn promoted_at(records: &[KeyRecord], now: i64, max_age: i64) -> Vec<KeyRecord> {
+    let replaced: Vec<&str> = records
+        .iter()
+        .filter(|record| is_due(record, now, max_age))
+        .filter_map(|record| record.replaces.as_deref())
+        .collect();
+    records
+        .iter()
+        .map(|record| {
+            let mut record = record.clone();
+            if is_due(&record, now, max_age) {
+                record.state = KeyState::Current.as_str().to_owned();
+            } else if record.key_state() == KeyState::Current
+                && replaced.contains(&record.kid.as_str())
+            {
+                record.state = KeyState::Previous.as_str().to_owned();
+            }
+            record
+        })
+        .collect()
 }
 
 /// A key made by [`Sesame::rotate_key`].
@@ -171,19 +226,25 @@ impl Sesame {
         ring.signing().unwrap_or_else(|| ring.primary().clone())
     }
 
-    /// Returns the key to sign a new token with, first refreshing the key states when a
-    /// `next` key has come due or the last refresh is older than the refresh interval.
+    /// Returns the key to sign a new token with. When a `next` key has come due or the last
+    /// refresh is older than [`Sesame::key_refresh_interval`], a refresh starts in the
+    /// background: the caller may hold SQLite's write lock in its own transaction, which a
+    /// refresh that writes would wait for.
     pub(crate) async fn issuing_key(&self) -> Result<Arc<SigningKey>> {
         let ring = self.key_ring();
-        if ring.needs_refresh(self.now(), self.key_refresh_interval()) {
-            // Another task already refreshing is as good; this request uses the key in hand.
-            if let Ok(_guard) = ring.refresh.try_lock()
-                && let Err(error) = self.refresh_keys_locked().await
-            {
-                tracing::warn!(%error, "refreshing signing keys failed");
-            }
+        let now = self.now();
+        if ring.needs_refresh(now, self.key_refresh_interval())
+            && let Ok(guard) = ring.refresh.clone().try_lock_owned()
+        {
+            let sesame = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = sesame.refresh_keys_locked().await {
+                    tracing::warn!(%error, "refreshing signing keys failed");
+                }
+                drop(guard);
+            });
         }
-        ring.signing().ok_or_else(|| Error::NoSigningKey {
+        ring.signing_at(now).ok_or_else(|| Error::NoSigningKey {
             dir: self.config().keys_dir.clone(),
         })
     }
@@ -257,9 +318,7 @@ impl Sesame {
             }
         }
 
-        let due = records.iter().any(|record| {
-            record.key_state() == KeyState::Next && record.updated_at.saturating_add(max_age) <= now
-        });
+        let due = records.iter().any(|record| is_due(record, now, max_age));
         if due {
             match self.promote_due_keys(now, max_age).await {
                 Ok(()) => changed = true,
@@ -274,7 +333,7 @@ impl Sesame {
         }
 
         self.verifier().reload_from(&records);
-        self.key_ring().update(&records, max_age);
+        self.key_ring().update(records, max_age);
         Ok(())
     }
 
@@ -311,9 +370,7 @@ impl Sesame {
         let mut transaction = store.begin_write().await?;
         let records = store.keys_in(&mut transaction).await?;
         let mut promoted = Vec::new();
-        for record in records.iter().filter(|record| {
-            record.key_state() == KeyState::Next && record.updated_at.saturating_add(max_age) <= now
-        }) {
+        for record in records.iter().filter(|record| is_due(record, now, max_age)) {
             if !store
                 .change_key_state(
                     &mut transaction,

@@ -30,7 +30,8 @@ pub struct KeysArgs {
     #[arg(long)]
     rotate: bool,
     /// Retire the key with this kid at once, as for a compromised key (requires --now)
-    #[arg(long, value_name = "KID", requires = "now")]
+    // A kid is base64url text, which may start with '-'.
+    #[arg(long, value_name = "KID", requires = "now", allow_hyphen_values = true)]
     retire: Option<String>,
     /// Confirm that --retire takes effect at once: tokens the key signed stop working
     #[arg(long, requires = "retire")]

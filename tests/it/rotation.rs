@@ -91,7 +91,11 @@ async fn rotated_key_published_then_signs() {
     assert_eq!(key_state(&server, &rotated.kid).await, KeyState::Next);
 
     let document = jwks(&server).await;
-    assert_eq!(jwks_kids(&document), [old_kid.clone(), rotated.kid.clone()]);
+    let mut published = jwks_kids(&document);
+    published.sort();
+    let mut expected = [old_kid.clone(), rotated.kid.clone()];
+    expected.sort();
+    assert_eq!(published, expected);
     for key in document["keys"].as_array().expect("keys") {
         assert_eq!(key["kty"], "RSA");
         assert_eq!(key["alg"], "RS256");
@@ -108,6 +112,7 @@ async fn rotated_key_published_then_signs() {
     let after = server.client_token(&id, &secret, "").await;
 
     assert_eq!(kid_of(&after), rotated.kid);
+    server.sesame.refresh_keys().await.expect("refresh");
     assert_eq!(key_state(&server, &rotated.kid).await, KeyState::Current);
     assert_eq!(key_state(&server, &old_kid).await, KeyState::Previous);
     assert_eq!(jwks_kids(&jwks(&server).await).len(), 2);
@@ -116,6 +121,32 @@ async fn rotated_key_published_then_signs() {
         assert_eq!(status, StatusCode::FORBIDDEN, "valid client token: {body}");
         assert!(server.sesame.authenticate_bearer(token).await.is_ok());
     }
+}
+
+#[tokio::test]
+async fn due_key_signs_inside_a_transaction() {
+    let server = start().await;
+    let (id, secret) = server.client(ClientKind::Password, None).await;
+    server.user("alice", "pw").await;
+    let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+    server.clock.advance(MAX_AGE as i64);
+
+    // The password grant signs inside a write transaction. A promotion that waited for that
+    // transaction's lock would stall for SQLite's busy timeout of 10 s.
+    let started = std::time::Instant::now();
+    let (access, _) = server
+        .password_tokens(&id, &secret, "alice", "pw", "")
+        .await;
+
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(kid_of(&access), rotated.kid);
+    server.sesame.refresh_keys().await.expect("refresh");
+    assert_eq!(key_state(&server, &rotated.kid).await, KeyState::Current);
+    assert!(server.sesame.authenticate_bearer(&access).await.is_ok());
 }
 
 #[tokio::test]
@@ -145,6 +176,7 @@ async fn retired_key_tokens_rejected_at_once() {
     server.sesame.rotate_key(None, 2048).await.expect("rotate");
     server.clock.advance(MAX_AGE as i64);
     let new_token = server.client_token(&id, &secret, "").await;
+    server.sesame.refresh_keys().await.expect("refresh");
     assert!(server.sesame.authenticate_bearer(&old_token).await.is_ok());
 
     let retired = server.sesame.retire_key(&old_kid).await.expect("retire");
@@ -385,9 +417,15 @@ fn cli_rotates_and_retires() {
     let (code, _, stderr) = run_cli(dir.path(), &["keys", "--retire", &new_kid, "--now"], &short);
     assert_eq!(code, 1);
     assert!(stderr.contains("sesame keys --rotate"), "{stderr}");
-    let (code, _, stderr) = run_cli(dir.path(), &["keys", "--retire", "nope", "--now"], &short);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("key not found: nope"), "{stderr}");
+    for unknown in ["nope", "-starts-with-a-hyphen"] {
+        let (code, _, stderr) =
+            run_cli(dir.path(), &["keys", "--retire", unknown, "--now"], &short);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("key not found: {unknown}")),
+            "{stderr}"
+        );
+    }
     let (code, _, _) = run_cli(dir.path(), &["keys", "--retire", &new_kid], &short);
     assert_eq!(code, 2, "--retire needs --now");
     let (code, _, _) = run_cli(dir.path(), &["keys", "--rotate", "--force"], &short);
