@@ -77,7 +77,7 @@ impl KeyRing {
     /// before the database records the promotion.
     fn signing_at(&self, now: i64) -> Option<Arc<SigningKey>> {
         let state = self.state.read().ok()?;
-        if !state.next_due.is_some_and(|due| now >= due) {
+        if state.next_due.is_none_or(|due| now < due) {
             return state.signing.clone();
         }
         let effective = promoted_at(&state.records, now, state.max_age);
