@@ -23,11 +23,11 @@ const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "
 
 /// Checks a redirect URI for registration.
 ///
-/// Accepted: absolute `https` URIs; `http` URIs whose host is a loopback address (`127.0.0.0/8`,
-/// `[::1]`) or `localhost` (RFC 8252 §7.3); and private-use schemes in reverse domain name form,
-/// such as `com.example.app:/callback` (RFC 8252 §7.1). Rejected: fragments (RFC 6749 §3.1.2),
-/// userinfo, whitespace and control characters, wildcards in the host, and `javascript:`,
-/// `data:` and similar schemes in any case.
+/// It accepts absolute `https` URIs, and `http` URIs whose host is a loopback address
+/// (`127.0.0.0/8`, `[::1]`) or `localhost` (RFC 8252 §7.3). It also accepts private-use schemes
+/// in reverse domain name form, such as `com.example.app:/callback` (RFC 8252 §7.1). It rejects
+/// fragments (RFC 6749 §3.1.2), userinfo, whitespace and control characters, wildcards in the
+/// host, and `javascript:`, `data:` and similar schemes in any case.
 ///
 /// # Errors
 ///
@@ -172,6 +172,7 @@ impl Sesame {
     ) -> Result<(ClientRecord, Option<Secret>)> {
         let name = validate_client_name(name)?;
         let redirect_uris = validate_redirect_uris(redirect_uris)?;
+
         let secret = if confidential {
             Some(Secret::generate()?)
         } else {
@@ -193,6 +194,7 @@ impl Sesame {
             user_id: Some(user_id),
             audience: None,
         };
+
         let store = self.store();
         let mut transaction = store.begin_write().await?;
         store

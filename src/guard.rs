@@ -24,10 +24,10 @@ pub enum Principal {
 /// A verified bearer token.
 ///
 /// Extracting it checks the signature by a published key with that key's algorithm,
-/// `typ: at+jwt`, the issuer byte for byte, the audience, expiry with 60 s of leeway, and
-/// that the stored row exists and is not revoked, its signing key is not retired, its client
-/// (except for personal access tokens) exists and is not revoked, and its user, if any, exists
-/// and is not disabled.
+/// `typ: at+jwt`, the issuer byte for byte, the audience, and expiry with 60 s of leeway. It
+/// also checks that the stored row exists and is not revoked and that its signing key is not
+/// retired. Its client (except for personal access tokens) must exist and not be revoked, and
+/// its user, if any, must exist and not be disabled.
 #[derive(Debug, Clone)]
 pub struct Bearer {
     /// Who the token speaks for.

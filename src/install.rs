@@ -318,6 +318,7 @@ async fn insert_new_client(
             }
         }
     }
+
     let store = sesame.store();
     let (mut client, secret) = new_client(kind, name, scopes)?;
     client.audience = audience;

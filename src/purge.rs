@@ -4,7 +4,7 @@ use crate::app::Sesame;
 use crate::error::Result;
 use crate::store::PurgeFilter;
 
-/// What a purge deletes.
+/// The tokens a purge deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurgeOptions {
     /// Delete revoked tokens.
@@ -25,7 +25,7 @@ impl Default for PurgeOptions {
     }
 }
 
-/// What a purge did.
+/// The result of a purge.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PurgeReport {
     /// Access token rows deleted.

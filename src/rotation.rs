@@ -1,7 +1,7 @@
 //! Key rotation: the private keys this node holds, which of them signs, promoting `next` keys
 //! once caching verifiers have had `SESAME_JWKS_MAX_AGE` to fetch them, and retiring keys.
 //!
-//! The database is the one record of key states, so every node reaches the same answer. A node
+//! The database is the one record of key states, so every node makes the same choice. A node
 //! refreshes its view at start, on the task [`Sesame::spawn_key_maintenance`] runs, and in the
 //! background when it signs with a view older than [`Sesame::key_refresh_interval`] or a `next`
 //! key has come due. Signing treats a due `next` key as current before the database records the
@@ -163,7 +163,7 @@ fn choose_signing_key(
     newest_current.or_else(|| unrecorded.then(|| primary.clone()))
 }
 
-/// Whether a `next` key has been recorded for `max_age` seconds at `now`.
+/// Checks whether a `next` key has been recorded for `max_age` seconds at `now`.
 fn is_due(record: &KeyRecord, now: i64, max_age: i64) -> bool {
     record.key_state() == KeyState::Next && record.updated_at.saturating_add(max_age) <= now
 }
@@ -218,9 +218,9 @@ pub struct RetiredKey {
 }
 
 impl Sesame {
-    /// The key this node signs new tokens with: the newest current key whose private key it
-    /// holds. When none of its keys is current this is the key loaded at start, which then
-    /// does not sign: issuing fails with [`Error::NoSigningKey`].
+    /// Returns the key this node signs new tokens with, which is the newest current key whose
+    /// private key it has. When none of its keys is current, this is the key loaded at start,
+    /// and issuing fails with [`Error::NoSigningKey`] instead of signing with it.
     pub fn signing_key(&self) -> Arc<SigningKey> {
         let ring = self.key_ring();
         ring.signing().unwrap_or_else(|| ring.primary().clone())
@@ -249,19 +249,20 @@ impl Sesame {
         })
     }
 
-    /// How often a node refreshes its keys: half of `SESAME_JWKS_MAX_AGE`, between 1 and 60
-    /// seconds. A retirement made on another node or by the CLI reaches this node's signing
-    /// and verification within this interval; the guard rejects tokens of a retired key at
-    /// once.
+    /// Returns how often a node refreshes its keys: half of `SESAME_JWKS_MAX_AGE`, between 1
+    /// and 60 seconds. A retirement made on another node or by the CLI reaches this node's
+    /// signing and verification within this interval. The guard rejects tokens of a retired
+    /// key at once, because it reads the key state with the token row.
     pub fn key_refresh_interval(&self) -> Duration {
         let half = self.config().jwks_max_age / 2;
         half.clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
-    /// Refreshes this node's keys: loads new `<kid>.pem` files from the key directory, records
-    /// keys the database does not know (the primary key as current, others as next), promotes
-    /// `next` keys recorded for `SESAME_JWKS_MAX_AGE` (the key each replaces becomes
-    /// previous), reloads the verification keys and picks the signing key.
+    /// Refreshes this node's keys. It loads new `<kid>.pem` files from the key directory and
+    /// records keys the database does not know, the primary key as current and others as next.
+    /// It promotes the `next` keys recorded for `SESAME_JWKS_MAX_AGE`, and the key each one
+    /// replaces becomes previous. Then it reloads the verification keys and picks the signing
+    /// key.
     ///
     /// A read-only database only logs a warning, and the node keeps its last view.
     ///
@@ -291,8 +292,8 @@ impl Sesame {
             if records.iter().any(|record| record.kid == key.kid()) {
                 continue;
             }
-            // A rotated key is published before it signs; the primary key signs at once, as
-            // a fresh installation or a node with its own key needs.
+            // A rotated key is published before it signs. The primary key signs at once,
+            // because a fresh installation or a node with its own key needs it to.
             let state = if key.kid() == self.key_ring().primary().kid() {
                 KeyState::Current
             } else {
@@ -572,10 +573,10 @@ impl Sesame {
         })
     }
 
-    /// Retires every `previous` key that can no longer have a valid token: no unrevoked
-    /// access token row it signed is unexpired (with the guard's leeway), and the access token
-    /// lifetime has passed since it stopped signing, which covers tokens stored without a row.
-    /// Returns the retired kids.
+    /// Retires every `previous` key that can no longer have a valid token, and returns their
+    /// kids. Such a key signed no unrevoked access token row that is unexpired (with the
+    /// guard's leeway). Also the access token lifetime has passed since it stopped signing,
+    /// which covers tokens stored without a row.
     ///
     /// # Errors
     ///
@@ -619,7 +620,7 @@ impl Sesame {
         Ok(retired)
     }
 
-    /// Whether this node holds the private key `kid`.
+    /// Checks whether this node has the private key `kid`.
     pub fn holds_key(&self, kid: &str) -> bool {
         self.key_ring().holds(kid)
     }

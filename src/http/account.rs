@@ -12,8 +12,8 @@ use crate::guard::Bearer;
 /// The user managing their own account.
 ///
 /// Today the only credential is a bearer token that speaks for a user and carries the
-/// reserved scope `sesame:account`. Without credentials the answer is 401, a token of a client
-/// principal or without the scope is 403.
+/// reserved scope `sesame:account`. A request without credentials gets 401, and a token of a
+/// client principal or without the scope gets 403.
 #[derive(Debug, Clone)]
 pub(crate) struct AccountUser {
     /// The user.
@@ -28,7 +28,7 @@ enum AccountCredential {
 }
 
 impl AccountUser {
-    /// Whether the user may put `scope` into a new token. A bearer token passes on only the
+    /// Checks whether the user may put `scope` into a new token. A bearer token passes on only the
     /// scopes it holds, so a token never mints a token with more scopes than it has.
     pub fn may_grant(&self, scope: &str) -> bool {
         match &self.credential {
@@ -46,7 +46,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         // TODO: accept the login session cookie with its CSRF token here too, once the login
-        // page exists; a session then may grant every scope its user may have.
+        // page exists. A session may then grant every scope its user may have.
         let bearer = Bearer::from_request_parts(parts, state).await?;
         let user_id = bearer.user_id()?;
         bearer.require_all(&[ACCOUNT_SCOPE])?;

@@ -1,6 +1,6 @@
 //! `GET/POST /oauth/clients`, `PUT/DELETE /oauth/clients/{id}` and
 //! `POST /oauth/clients/{id}/secret`: the clients a user registered. Another user's client
-//! answers 404, as an unknown one does.
+//! gets 404, as an unknown one does.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -38,7 +38,7 @@ struct UpdateRequest {
     redirect_uris: Vec<String>,
 }
 
-/// The client as the API shows it; never its secret.
+/// Renders the client as the API shows it, never with its secret.
 fn client_json(client: &ClientRecord) -> Value {
     json!({
         "id": client.id,

@@ -13,7 +13,7 @@ use crate::token::introspection;
 use crate::token::revocation::SearchOrder;
 
 /// Authenticates a confidential client and describes the token, with `Cache-Control:
-/// no-store` and `Pragma: no-cache` on every answer.
+/// no-store` and `Pragma: no-cache` on every response.
 pub(crate) async fn introspect(
     State(sesame): State<Sesame>,
     headers: HeaderMap,

@@ -31,7 +31,7 @@ pub(crate) enum Feature {
     PasswordGrant,
 }
 
-/// Which metadata document to build.
+/// The metadata document to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Document {
     /// RFC 8414 authorization server metadata.
@@ -55,7 +55,7 @@ pub(crate) fn enabled_features(config: &Config) -> Vec<Feature> {
     features
 }
 
-/// Builds a metadata document. This is the one place that decides what metadata says, so a
+/// Builds a metadata document. This is the one place that decides what metadata contains, so a
 /// new endpoint or grant is one more [`Feature`] and a few lines here.
 pub(crate) fn document(config: &Config, features: &[Feature], kind: Document) -> Value {
     let issuer = config.issuer.as_str();

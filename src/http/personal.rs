@@ -32,7 +32,7 @@ pub(crate) async fn list(
     Ok(axum::Json(tokens).into_response())
 }
 
-/// Creates a personal access token with at most the scopes the user may grant. Answers
+/// Creates a personal access token with at most the scopes the user may grant. Returns
 /// `{"accessToken": ..., "token": {...}}` as Passport does; the token is shown only here.
 pub(crate) async fn create(
     State(sesame): State<Sesame>,

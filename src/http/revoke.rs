@@ -10,7 +10,7 @@ use crate::app::Sesame;
 use crate::grant::{GrantError, Params, client_auth};
 use crate::token::revocation::{self, SearchOrder};
 
-/// Authenticates the client as the token endpoint does and revokes the token. Answers 200
+/// Authenticates the client as the token endpoint does and revokes the token. Returns 200
 /// with an empty body for a revoked, unknown or already revoked token, and RFC 6749 §5.2
 /// errors otherwise, always with `Cache-Control: no-store`.
 pub(crate) async fn revoke(

@@ -12,7 +12,7 @@ use crate::error::Result;
 pub struct AuthorizedToken {
     /// The token's `jti`.
     pub id: String,
-    /// The client that holds it.
+    /// The client the token was issued to.
     pub client_id: String,
     /// That client's display name.
     pub client_name: String,

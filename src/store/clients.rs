@@ -112,7 +112,8 @@ impl ClientRecord {
         self.secret_hash.is_some()
     }
 
-    /// Whether the client is a resource server, which may introspect tokens for its audience.
+    /// Checks whether the client is a resource server, which may introspect tokens for its
+    /// audience.
     pub fn is_resource_server(&self) -> bool {
         self.audience.is_some()
     }

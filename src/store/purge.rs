@@ -13,7 +13,7 @@ pub const ACCESS_BATCH: usize = 5000;
 /// Refresh token families deleted per statement.
 pub const FAMILY_BATCH: usize = 1000;
 
-/// Which rows a purge deletes.
+/// The rows a purge deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurgeFilter {
     /// Delete revoked rows.
@@ -95,11 +95,11 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Deletes the refresh token families that ended at or before `filter.ended_before`: with
-    /// `expired`, those whose newest token expired; with `revoked`, those with no unrevoked
-    /// token left (the family was revoked, or reuse was detected). A spent token of a live
-    /// family is kept, so presenting it again still revokes the family. Returns how many rows
-    /// were deleted.
+    /// Deletes the refresh token families that ended at or before `filter.ended_before`, and
+    /// returns how many rows were deleted. With `expired`, a family ends when its newest token
+    /// expires. With `revoked`, it ends when no unrevoked token is left, because the family
+    /// was revoked or reuse was detected. A spent token of a live family is kept, so presenting
+    /// it again still revokes the family.
     ///
     /// # Errors
     ///
@@ -162,7 +162,7 @@ impl Store {
     }
 }
 
-/// A batch size as the integer type every backend binds for `LIMIT`.
+/// Converts a batch size to the integer type every backend binds for `LIMIT`.
 fn batch_limit(size: usize) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
 }

@@ -10,12 +10,12 @@ use crate::token::revocation::{SearchOrder, find_refresh_token};
 
 /// Describes `token` to `client`.
 ///
-/// An access token is active only if it passes every check of the bearer guard (for any
-/// audience Sesame issued it for), and only the client it was issued to, or a resource
-/// server whose audience is in its `aud`, sees it. A refresh token is active if it is
-/// unspent, unrevoked and unexpired and its client and user are still valid, and only its own
-/// client sees it. Everything else is exactly `{"active": false}`, so the answer never tells
-/// why.
+/// An access token is active only if it passes every check of the bearer guard, for any
+/// audience Sesame issued it for. Its details go only to the client it was issued to, or to a
+/// resource server whose audience is in its `aud`. A refresh token is active if it is unspent,
+/// unrevoked and unexpired and its client and user are still valid, and its details go only to
+/// its own client. Everything else gets exactly `{"active": false}`, so the response never
+/// tells why.
 ///
 /// # Errors
 ///
@@ -45,7 +45,7 @@ pub async fn introspect(
     Ok(answer.unwrap_or_else(inactive))
 }
 
-/// The answer for every token that is not active for the caller.
+/// Returns the response for every token that is not active for the caller.
 pub fn inactive() -> Value {
     json!({"active": false})
 }

@@ -126,7 +126,7 @@ pub enum Audience {
 }
 
 impl Audience {
-    /// Whether `audience` is one of the token's audiences.
+    /// Checks whether `audience` is one of the token's audiences.
     pub fn contains(&self, audience: &str) -> bool {
         match self {
             Audience::One(one) => one == audience,
@@ -148,7 +148,7 @@ type KeyMap = HashMap<String, (KeyAlgorithm, Arc<jsonwebtoken::DecodingKey>)>;
 /// The public keys tokens are verified with: every key recorded as next, current or
 /// previous, plus this node's own keys that are not recorded at all (a read-only database
 /// could not record them). A key recorded as retired never verifies, even on a node that
-/// holds it. The keys are reloaded from the database when an unknown `kid` appears (at most
+/// has it. The keys are reloaded from the database when an unknown `kid` appears (at most
 /// once per second) and whenever the node refreshes its keys.
 pub struct Verifier {
     keys: RwLock<Arc<KeyMap>>,

@@ -5,7 +5,7 @@ use crate::grant::{GrantError, OAuthError};
 use crate::store::{AccessTokenRecord, ClientRecord, RefreshTokenRecord};
 use crate::token::secret::hash_secret;
 
-/// Which kind of token to look for first. RFC 7009 makes `token_type_hint` only a hint, so
+/// The kind of token to look for first. RFC 7009 makes `token_type_hint` only a hint, so
 /// both kinds are always searched and an unknown hint changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchOrder {

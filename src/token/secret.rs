@@ -73,7 +73,7 @@ pub fn verify_secret(presented: &str, stored: &str) -> bool {
     false
 }
 
-/// Whether a stored secret is in a scheme [`verify_secret`] compares: a `sha256:` hash or a
+/// Checks whether a stored secret is in a scheme that [`verify_secret`] compares: a `sha256:` hash or a
 /// bcrypt hash. Anything else is a plain value, which never matches until `sesame hash`
 /// replaces it.
 pub fn is_hashed(stored: &str) -> bool {

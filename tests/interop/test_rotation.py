@@ -78,7 +78,7 @@ def caching_verifier(server: SesameServer) -> AccessTokenVerifier:
     """Return a verifier whose PyJWKClient keeps the JWKS as long as Cache-Control allows.
 
     A rotated key is published for SESAME_JWKS_MAX_AGE before it signs, so such a verifier
-    holds the new key before any token carries it.
+    has the new key before any token carries it.
     """
     response = requests.get(server.jwks_uri, timeout=HTTP_TIMEOUT_SECONDS)
     assert response.headers["Cache-Control"] == f"public, max-age={JWKS_MAX_AGE_SECONDS}"

@@ -77,7 +77,7 @@ async fn stored_secret(sesame: &Sesame, id: &str) -> Option<String> {
         .secret_hash
 }
 
-/// Whether the client authenticates with `secret`, as the token endpoint checks it.
+/// Checks whether the client authenticates with `secret`, as the token endpoint does.
 async fn authenticates(dir: &Path, id: &str, secret: &str) -> bool {
     let sesame = open(dir).await;
     let credentials = ClientCredentials {

@@ -41,6 +41,7 @@ async fn seed_tokens(server: &Server, client_id: &str, user_id: i64) -> (String,
     let now = sesame.now();
     let key = sesame.signing_key();
     let id = uuid::Uuid::now_v7().to_string();
+
     let row = NewAccessToken {
         id: id.clone(),
         user_id: Some(user_id),
@@ -63,6 +64,7 @@ async fn seed_tokens(server: &Server, client_id: &str, user_id: i64) -> (String,
         scopes: vec!["read".into()],
     };
     let access = sign(&key, &claims).expect("sign");
+
     let refresh = Secret::generate().expect("secret");
     let refresh_row = NewRefreshToken {
         id: uuid::Uuid::now_v7().to_string(),
@@ -75,6 +77,7 @@ async fn seed_tokens(server: &Server, client_id: &str, user_id: i64) -> (String,
         created_at: now,
         expires_at: now + 86400,
     };
+
     let store = sesame.store();
     let mut connection = store.pool().acquire().await.expect("connection");
     store
@@ -130,7 +133,8 @@ async fn create_confidential_client() {
         .expect("stored");
     assert_eq!(client.user_id, Some(user_id));
     assert!(!client.first_party);
-    assert!(!client.personal_access_client && !client.password_client);
+    assert!(!client.personal_access_client);
+    assert!(!client.password_client);
     let stored = client.secret_hash.expect("hash");
     assert!(stored.starts_with("sha256:"), "the secret is stored hashed");
     assert_ne!(stored, secret);

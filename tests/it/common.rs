@@ -87,7 +87,7 @@ impl Server {
         }
     }
 
-    /// The server's data directory, which holds its database and keys.
+    /// Returns the server's data directory, which contains its database and keys.
     pub fn data_path(&self) -> &Path {
         self._dir.path()
     }
@@ -305,12 +305,12 @@ impl Reply {
         }
     }
 
-    /// The body as JSON, or `Value::Null` when it is not JSON.
+    /// Parses the body as JSON, returning `Value::Null` when it is not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
 
-    /// A header's value, or "" when it is absent.
+    /// Returns a header's value, or "" when it is absent.
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
@@ -362,7 +362,7 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String,
     )
 }
 
-/// The `jti` of a JWT, which is its row id.
+/// Returns the `jti` of a JWT, which is its row id.
 pub fn jti(token: &str) -> String {
     let (_, claims) = decode_parts(token);
     claims["jti"].as_str().expect("jti").to_owned()

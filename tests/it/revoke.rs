@@ -15,7 +15,8 @@ fn assert_ok_empty(reply: &Reply) {
     assert_eq!(reply.header("cache-control"), "no-store");
 }
 
-/// A password client, a user and the client's first access and refresh tokens.
+/// Creates a password client and a user, and returns the client's credentials and first
+/// access and refresh tokens.
 async fn password_setup(server: &Server) -> (String, String, String, String) {
     let (id, secret) = server.client(ClientKind::Password, None).await;
     server.user("alice", "pw").await;

@@ -100,7 +100,8 @@ async fn rotated_key_published_then_signs() {
         assert_eq!(key["kty"], "RSA");
         assert_eq!(key["alg"], "RS256");
         assert_eq!(key["use"], "sig");
-        assert!(key["n"].is_string() && key["e"].is_string());
+        assert!(key["n"].is_string());
+        assert!(key["e"].is_string());
         for private in ["d", "p", "q", "dp", "dq", "qi"] {
             assert!(key.get(private).is_none(), "{private} published");
         }
@@ -386,7 +387,8 @@ fn cli_rotates_and_retires() {
 
     let (code, stdout, stderr) = run_cli(dir.path(), &["keys", "--rotate", "--json"], &long);
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stdout.contains("PRIVATE KEY") && !stderr.contains("PRIVATE KEY"));
+    assert!(!stdout.contains("PRIVATE KEY"));
+    assert!(!stderr.contains("PRIVATE KEY"));
     let rotated: Value = serde_json::from_str(&stdout).expect("json");
     let new_kid = rotated["kid"].as_str().expect("kid").to_owned();
     assert_eq!(rotated["state"], "next");
