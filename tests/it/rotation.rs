@@ -445,4 +445,12 @@ fn cli_rotates_and_retires() {
         kid_of(token["accessToken"].as_str().expect("token")),
         new_kid
     );
+
+    let (code, stdout, stderr) = run_cli(dir.path(), &["doctor"], &short);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("key {first_kid} is retired")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{new_kid} (current)")), "{stdout}");
 }
