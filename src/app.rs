@@ -7,7 +7,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::{self, KeyAlgorithm, SigningKey};
 use crate::password::PasswordHasher;
-use crate::store::{KeyState, Store};
+use crate::rotation::KeyRing;
+use crate::store::Store;
 use crate::token::jwt::Verifier;
 
 /// How [`Sesame::open_with`] treats the database and keys.
@@ -53,9 +54,9 @@ impl OpenOptions {
     }
 }
 
-/// An opened Sesame installation: configuration, database, signing key and verifier.
+/// An opened Sesame installation: configuration, database, signing keys and verifier.
 ///
-/// Cheap to clone; clones share one pool and key. Use it as axum state for
+/// Cheap to clone; clones share one pool and key ring. Use it as axum state for
 /// [`crate::router`] and the [`crate::Bearer`] extractor.
 #[derive(Clone)]
 pub struct Sesame {
@@ -65,7 +66,7 @@ pub struct Sesame {
 struct Inner {
     config: Config,
     store: Store,
-    signing_key: SigningKey,
+    keys: KeyRing,
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
@@ -75,7 +76,7 @@ impl std::fmt::Debug for Sesame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sesame")
             .field("issuer", &self.inner.config.issuer)
-            .field("kid", &self.inner.signing_key.kid())
+            .field("kid", &self.signing_key().kid())
             .finish_non_exhaustive()
     }
 }
@@ -83,9 +84,9 @@ impl std::fmt::Debug for Sesame {
 impl Sesame {
     /// Opens the installation `config` describes, with default options.
     ///
-    /// Runs pending migrations, loads the signing key, and, where installing is automatic and
-    /// the database was never installed, generates keys and creates the personal access and
-    /// password clients.
+    /// Runs pending migrations, loads the signing keys, promotes rotated keys that came due,
+    /// and, where installing is automatic and the database was never installed, generates keys
+    /// and creates the personal access and password clients.
     ///
     /// # Errors
     ///
@@ -103,7 +104,13 @@ impl Sesame {
     /// As [`Sesame::open`]; with `migrate` off, [`Error::SchemaOutdated`] when migrations are
     /// pending.
     pub async fn open_with(config: Config, options: OpenOptions) -> Result<Sesame> {
+        if config.is_sqlite() {
+            prepare_data_dir(&config)?;
+        }
         let store = Store::connect(&config.database_url).await?;
+        if config.is_sqlite() {
+            restrict_database_files(&config);
+        }
         let installed = crate::install::is_installed(&store).await;
         if !installed && !config.is_sqlite() && !config.auto_install {
             return Err(Error::NotInstalled {
@@ -124,24 +131,34 @@ impl Sesame {
                 });
             }
         };
-        for warning in &loaded.warnings {
+        let primary_kid = loaded.key.kid().to_owned();
+        let rotated = keys::load_rotated(&config.keys_dir, |kid| kid == primary_kid);
+        for warning in rotated
+            .iter()
+            .chain([&loaded])
+            .flat_map(|key| &key.warnings)
+        {
             tracing::warn!("{warning}");
         }
-        let signing_key = loaded.key;
+        let rotated_keys: Vec<SigningKey> = rotated.into_iter().map(|key| key.key).collect();
+        let primary = loaded.key;
         let install_clients = options.install;
-        let verifier = Verifier::new(&signing_key);
+        let verifier = Verifier::new(&primary);
+        for key in &rotated_keys {
+            verifier.add_local(key);
+        }
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)?;
         let sesame = Sesame {
             inner: Arc::new(Inner {
                 config,
                 store,
-                signing_key,
+                keys: KeyRing::new(primary, rotated_keys),
                 verifier,
                 clock: options.clock,
                 hasher,
             }),
         };
-        sesame.record_signing_key().await?;
+        sesame.refresh_keys().await?;
         if !installed && sesame.config().auto_install && install_clients {
             match crate::install::install_clients(&sesame).await {
                 Ok(report) => report.log(),
@@ -164,9 +181,8 @@ impl Sesame {
         &self.inner.store
     }
 
-    /// The key that signs new tokens.
-    pub fn signing_key(&self) -> &SigningKey {
-        &self.inner.signing_key
+    pub(crate) fn key_ring(&self) -> &KeyRing {
+        &self.inner.keys
     }
 
     pub(crate) fn verifier(&self) -> &Verifier {
@@ -182,39 +198,49 @@ impl Sesame {
         self.inner.clock.now()
     }
 
-    /// Records this node's public key so every node and the JWKS publish it, then reloads
-    /// the verification keys. A read-only database only logs a warning: this node still
-    /// verifies its own tokens.
-    async fn record_signing_key(&self) -> Result<()> {
-        let key = self.signing_key();
-        let recorded = self
-            .store()
-            .record_key(
-                key.kid(),
-                key.alg().name(),
-                &key.public_jwk().to_string(),
-                KeyState::Current,
-                self.now(),
-            )
-            .await;
-        match recorded {
-            Ok(true) => tracing::info!(kid = key.kid(), "recorded signing key"),
-            Ok(false) => {}
-            Err(error) if crate::store::is_read_only(&error) => {
-                tracing::warn!(
-                    kid = key.kid(),
-                    "database is read-only; signing key not recorded"
-                );
-            }
-            Err(error) => return Err(error),
-        }
-        self.verifier().reload(self.store()).await
-    }
-
     /// Closes the database pool.
     pub async fn close(&self) {
         self.inner.store.close().await;
     }
+}
+
+/// Creates the data directory, readable by its owner only, when it does not exist yet, so the
+/// SQLite file can be made there.
+fn prepare_data_dir(config: &Config) -> Result<()> {
+    let dir = &config.data_dir;
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| Error::Io {
+        action: "cannot create",
+        path: dir.clone(),
+        source,
+    })
+}
+
+/// Makes the SQLite files in the data directory readable by their owner only: they hold
+/// password hashes and session state.
+fn restrict_database_files(config: &Config) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for name in ["sesame.db", "sesame.db-wal", "sesame.db-shm"] {
+            let path = config.data_dir.join(name);
+            if let Ok(metadata) = std::fs::metadata(&path)
+                && metadata.permissions().mode() & 0o077 != 0
+            {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+    let _ = config;
 }
 
 async fn prepare_schema(store: &Store, migrate: bool) -> Result<()> {

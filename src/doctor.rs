@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::keys;
 use crate::store::meta::{INSTALLED_AT, PASSWORD_CLIENT, PERSONAL_ACCESS_CLIENT};
-use crate::store::{SchemaStatus, Store};
+use crate::store::{KeyState, SchemaStatus, Store};
 
 /// One result of a check.
 #[derive(Debug, Clone, Serialize)]
@@ -63,7 +63,10 @@ pub async fn diagnose(config: &Config) -> Vec<Finding> {
     if check_schema(&store, &mut findings).await {
         check_install(config, &store, &mut findings).await;
         if let Some(key) = &key {
-            check_key_records(&store, key, &mut findings).await;
+            let rotated = keys::load_rotated(&config.keys_dir, |kid| kid == key.kid());
+            let mut local: Vec<&keys::SigningKey> = vec![key];
+            local.extend(rotated.iter().map(|loaded| &loaded.key));
+            check_key_records(&store, &local, &mut findings).await;
         }
     }
     store.close().await;
@@ -219,9 +222,15 @@ async fn check_install(config: &Config, store: &Store, findings: &mut Vec<Findin
     }
 }
 
-async fn check_key_records(store: &Store, key: &keys::SigningKey, findings: &mut Vec<Finding>) {
-    let published = match store.published_keys().await {
-        Ok(published) => published,
+/// Checks the recorded states of this node's keys: the key loaded at start and the `<kid>.pem`
+/// keys made by rotations.
+async fn check_key_records(
+    store: &Store,
+    local: &[&keys::SigningKey],
+    findings: &mut Vec<Finding>,
+) {
+    let records = match store.keys().await {
+        Ok(records) => records,
         Err(error) => {
             findings.push(Finding::problem(
                 "keys",
@@ -231,17 +240,53 @@ async fn check_key_records(store: &Store, key: &keys::SigningKey, findings: &mut
             return;
         }
     };
-    if !published.iter().any(|record| record.kid == key.kid()) {
+    for key in local {
+        match records.iter().find(|record| record.kid == key.kid()) {
+            None => findings.push(Finding::problem(
+                "keys",
+                format!(
+                    "signing key {} is not recorded, so other nodes cannot verify it",
+                    key.kid()
+                ),
+                "start `sesame serve` once to record it",
+            )),
+            Some(record) if record.key_state() == KeyState::Retired => findings.push(Finding::ok(
+                "keys",
+                format!(
+                    "key {} is retired: it neither signs nor verifies",
+                    key.kid()
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    let state_of = |key: &keys::SigningKey| {
+        records
+            .iter()
+            .find(|record| record.kid == key.kid())
+            .map(|record| record.key_state())
+    };
+    let recorded = local.iter().any(|key| state_of(key).is_some());
+    let signs = local
+        .iter()
+        .any(|key| state_of(key) == Some(KeyState::Current));
+    // An unrecorded key is reported above; it signs once `sesame serve` records it.
+    if recorded && !signs {
         findings.push(Finding::problem(
             "keys",
-            format!(
-                "signing key {} is not recorded, so other nodes cannot verify it",
-                key.kid()
-            ),
-            "start `sesame serve` once to record it",
+            "no key of this node is current, so it cannot sign tokens".to_owned(),
+            "copy the current key file into the key directory, or run `sesame keys --rotate` \
+             and wait SESAME_JWKS_MAX_AGE",
         ));
     }
-    let listed: Vec<&str> = published.iter().map(|record| record.kid.as_str()).collect();
+    let published: Vec<&crate::store::KeyRecord> = records
+        .iter()
+        .filter(|record| record.key_state() != KeyState::Retired)
+        .collect();
+    let listed: Vec<String> = published
+        .iter()
+        .map(|record| format!("{} ({})", record.kid, record.state))
+        .collect();
     findings.push(Finding::ok(
         "keys",
         format!("published keys: {}", listed.join(", ")),

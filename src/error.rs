@@ -110,10 +110,43 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// None of this node's keys is current, so it cannot sign tokens.
+    #[error(
+        "no signing key of this node is current; copy the current key file into {dir}, or run \
+         `sesame keys --rotate` and wait SESAME_JWKS_MAX_AGE for the new key to become current",
+        dir = .dir.display()
+    )]
+    NoSigningKey {
+        /// The key directory.
+        dir: PathBuf,
+    },
+
+    /// A rotation is already waiting for its key to become current.
+    #[error(
+        "key {kid} is already waiting to become current (at {current_at}, Unix time); wait for \
+         it, or retire it with `sesame keys --retire {kid} --now`"
+    )]
+    RotationPending {
+        /// The waiting key.
+        kid: String,
+        /// When it becomes current, seconds since the epoch.
+        current_at: i64,
+    },
+
+    /// Retiring the key would leave no current signing key.
+    #[error(
+        "key {kid} is the only current signing key; run `sesame keys --rotate` first, then \
+         retire it and the new key becomes current at once"
+    )]
+    LastSigningKey {
+        /// The key that was to be retired.
+        kid: String,
+    },
+
     /// A user, client or token named by the caller does not exist.
     #[error("{kind} not found: {id}")]
     NotFound {
-        /// "user", "client" or "token".
+        /// "user", "client", "token" or "key".
         kind: &'static str,
         /// The identifier that was looked up.
         id: String,
@@ -122,6 +155,10 @@ pub enum Error {
     /// The caller's input was rejected, with the reason.
     #[error("{0}")]
     InvalidInput(String),
+
+    /// A redirect URI was rejected, with the URI and the reason.
+    #[error("{0}")]
+    InvalidRedirectUri(String),
 
     /// A requested scope is neither declared in the configuration nor built in.
     #[error("unknown scope {0:?}; declare it under [scopes] in sesame.toml")]
@@ -156,6 +193,22 @@ impl Error {
             Error::DatabaseUnavailable { .. } => true,
             _ => false,
         }
+    }
+}
+
+impl Error {
+    /// Whether the database aborted the transaction to resolve a conflict with a concurrent
+    /// one (a deadlock or a serialization failure), so running it again may succeed.
+    pub fn is_transaction_conflict(&self) -> bool {
+        let Error::Database(sqlx::Error::Database(error)) = self else {
+            return false;
+        };
+        // PostgreSQL: serialization_failure, deadlock_detected. MySQL: ER_LOCK_DEADLOCK,
+        // ER_LOCK_WAIT_TIMEOUT.
+        matches!(
+            error.code().as_deref(),
+            Some("40001" | "40P01" | "1213" | "1205")
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::Sesame;
-use crate::token::jwt::Rejection;
+use crate::token::jwt::{Rejection, VerifiedClaims};
 
 /// Who a valid access token speaks for, decided by the stored token (a user present or not),
 /// never by the `sub` claim alone.
@@ -24,9 +24,10 @@ pub enum Principal {
 /// A verified bearer token.
 ///
 /// Extracting it checks the signature by a published key with that key's algorithm,
-/// `typ: at+jwt`, the issuer byte for byte, the audience, expiry with 60 s of leeway, and
-/// that the stored row exists and is not revoked, its client (except for personal access
-/// tokens) exists and is not revoked, and its user, if any, exists and is not disabled.
+/// `typ: at+jwt`, the issuer byte for byte, the audience, and expiry with 60 s of leeway. It
+/// also checks that the stored row exists and is not revoked and that its signing key is not
+/// retired. Its client (except for personal access tokens) must exist and not be revoked, and
+/// its user, if any, must exist and not be disabled.
 #[derive(Debug, Clone)]
 pub struct Bearer {
     /// Who the token speaks for.
@@ -134,7 +135,7 @@ impl IntoResponse for BearerError {
                 StatusCode::FORBIDDEN,
                 true,
                 "insufficient_scope",
-                format!("this request requires scope {scopes:?}"),
+                format!("this request requires the scopes: {scopes}"),
             ),
             BearerError::UserRequired => (
                 StatusCode::FORBIDDEN,
@@ -204,6 +205,13 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, BearerError> {
     Ok(Some(token))
 }
 
+/// A valid access token with its verified claims.
+#[derive(Debug, Clone)]
+pub(crate) struct ValidatedAccessToken {
+    pub bearer: Bearer,
+    pub claims: VerifiedClaims,
+}
+
 impl Sesame {
     /// Verifies an access token as the [`Bearer`] extractor does.
     ///
@@ -212,11 +220,24 @@ impl Sesame {
     /// [`BearerError::InvalidToken`] for any invalid token, [`BearerError::Unavailable`] when
     /// the database cannot be asked.
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Bearer, BearerError> {
+        let audience = self.config().audience.as_str();
+        let validated = self.validate_access_token(token, Some(audience)).await?;
+        Ok(validated.bearer)
+    }
+
+    /// Applies every check of [`Sesame::authenticate_bearer`] to an access token. With
+    /// `audience` of `None` a token for any audience passes, which introspection needs; the
+    /// caller then decides who may see it.
+    pub(crate) async fn validate_access_token(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+    ) -> Result<ValidatedAccessToken, BearerError> {
         let config = self.config();
         let now = self.now();
         let claims = self
             .verifier()
-            .verify(token, self.store(), &config.issuer, &config.audience, now)
+            .verify(token, self.store(), &config.issuer, audience, now)
             .await
             .map_err(|rejection: Rejection| BearerError::InvalidToken(rejection.description()))?;
         let row = match self.store().access_token(&claims.jti).await {
@@ -228,7 +249,7 @@ impl Sesame {
             }
         };
         let revoked = BearerError::InvalidToken("the access token was revoked");
-        if row.revoked || row.client_id != claims.client_id {
+        if row.revoked || row.key_retired || row.client_id != claims.client_id {
             return Err(revoked);
         }
         if !row.is_personal() && row.client_revoked != Some(false) {
@@ -248,13 +269,14 @@ impl Sesame {
                 Principal::Client(row.client_id.clone())
             }
         };
-        Ok(Bearer {
+        let bearer = Bearer {
             principal,
             token_id: row.id,
             client_id: row.client_id,
             scopes: row.scopes,
             expires_at: claims.exp,
-        })
+        };
+        Ok(ValidatedAccessToken { bearer, claims })
     }
 }
 

@@ -217,6 +217,7 @@ pub(crate) fn new_client(
         first_party: matches!(kind, ClientKind::Personal | ClientKind::Password),
         require_pkce: true,
         user_id: None,
+        audience: None,
     };
     Ok((client, secret))
 }
@@ -236,6 +237,8 @@ pub struct ClientSpec {
     pub first_party: bool,
     /// Require PKCE; only a confidential client may turn it off.
     pub require_pkce: bool,
+    /// The audience a resource server introspects for; the default audience when `None`.
+    pub audience: Option<String>,
 }
 
 impl ClientSpec {
@@ -248,6 +251,7 @@ impl ClientSpec {
             redirect_uris: Vec::new(),
             first_party: matches!(kind, ClientKind::Personal | ClientKind::Password),
             require_pkce: true,
+            audience: None,
         }
     }
 }
@@ -283,12 +287,7 @@ pub async fn create_client_with(
     spec: &ClientSpec,
 ) -> Result<(ClientRecord, Option<Secret>)> {
     let kind = spec.kind;
-    let name = spec.name.trim();
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err(Error::InvalidInput(
-            "a client name must be 1 to 255 characters".into(),
-        ));
-    }
+    let name = validate_client_name(&spec.name)?;
     if let Some(scopes) = &spec.scopes {
         for scope in scopes {
             if sesame.config().scope_description(scope).is_none() {
@@ -320,6 +319,10 @@ pub async fn create_client_with(
     client.redirect_uris = spec.redirect_uris.clone();
     client.first_party = spec.first_party;
     client.require_pkce = spec.require_pkce;
+    if kind == ClientKind::ResourceServer {
+        let audience = spec.audience.clone();
+        client.audience = Some(audience.unwrap_or_else(|| sesame.config().audience.clone()));
+    }
     let now = sesame.now();
     let mut transaction = store.begin_write().await?;
     store.insert_client(&mut transaction, &client, now).await?;
@@ -350,4 +353,63 @@ pub async fn create_client_with(
         id: client.id,
     })?;
     Ok((record, secret))
+}
+
+/// Creates a resource server: a confidential client without grants that may introspect the
+/// access tokens whose `aud` names `audience` (the default audience when `None`). Returns the
+/// stored record and, once, the plain secret.
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] for an empty name or an audience that is not an absolute URI
+/// without a fragment, [`Error::Database`] on a query failure.
+pub async fn create_resource_server(
+    sesame: &Sesame,
+    name: &str,
+    audience: Option<&str>,
+) -> Result<(ClientRecord, Option<Secret>)> {
+    let audience = match audience {
+        Some(audience) => {
+            validate_audience(audience)?;
+            audience.to_owned()
+        }
+        None => sesame.config().audience.clone(),
+    };
+    let spec = ClientSpec {
+        audience: Some(audience),
+        ..ClientSpec::new(ClientKind::ResourceServer, name)
+    };
+    create_client_with(sesame, &spec).await
+}
+
+/// Trims a client name and checks that it is 1 to 255 characters.
+pub(crate) fn validate_client_name(name: &str) -> Result<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(Error::InvalidInput(
+            "a client name must be 1 to 255 characters".into(),
+        ));
+    }
+    Ok(name)
+}
+
+/// Checks that an audience is an absolute URI without a fragment, as RFC 8707 requires of a
+/// resource indicator.
+fn validate_audience(audience: &str) -> Result<()> {
+    let invalid = |reason: &str| {
+        Error::InvalidInput(format!(
+            "audience {audience:?} {reason}; use an absolute URI such as https://api.example.com"
+        ))
+    };
+    if audience
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid("contains whitespace or control characters"));
+    }
+    let parsed = url::Url::parse(audience).map_err(|_| invalid("is not an absolute URI"))?;
+    if parsed.fragment().is_some() {
+        return Err(invalid("has a fragment"));
+    }
+    Ok(())
 }

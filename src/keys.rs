@@ -493,6 +493,92 @@ pub fn write_key_files(dir: &Path, key: &SigningKey, private_pem: &str, force: b
     Ok(())
 }
 
+/// Returns the path of a key made by a rotation: `<kid>.pem` in the key directory.
+pub fn rotated_key_path(dir: &Path, kid: &str) -> PathBuf {
+    dir.join(format!("{kid}.pem"))
+}
+
+/// Writes a key made by a rotation as `<kid>.pem` (mode 0600) in the key directory. Never
+/// replaces an existing file. Returns the path.
+///
+/// # Errors
+///
+/// [`Error::KeysExist`] when the file exists; [`Error::Io`] on write failures.
+pub fn write_rotated_key_file(dir: &Path, key: &SigningKey, private_pem: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        action: "cannot create",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = rotated_key_path(dir, key.kid());
+    write_private_file(&path, private_pem, false)?;
+    Ok(path)
+}
+
+/// Loads the keys made by a rotation: the `<kid>.pem` files in the key directory whose
+/// contents have that kid, except the kids `skip` accepts. Files that cannot be read or
+/// parsed, or whose kid does not match their name, are skipped with a warning, so one stray
+/// file never stops a start.
+pub fn load_rotated(dir: &Path, skip: impl Fn(&str) -> bool) -> Vec<LoadedKey> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), %error, "cannot list the key directory");
+            }
+            return Vec::new();
+        }
+    };
+    let mut loaded = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(kid) = rotated_key_kid(&path) else {
+            continue;
+        };
+        if skip(kid) {
+            continue;
+        }
+        match load_rotated_file(&path, kid) {
+            Ok(key) => loaded.push(key),
+            Err(reason) => tracing::warn!(path = %path.display(), "skipped key file: {reason}"),
+        }
+    }
+    loaded.sort_by(|a, b| a.key.kid().cmp(b.key.kid()));
+    loaded
+}
+
+/// Returns the kid a file name like `<kid>.pem` claims, when it could be a thumbprint.
+fn rotated_key_kid(path: &Path) -> Option<&str> {
+    if path.extension()? != "pem" {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    // An RFC 7638 SHA-256 thumbprint is 43 base64url characters.
+    let plausible = stem.len() == 43
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plausible.then_some(stem)
+}
+
+fn load_rotated_file(path: &Path, kid: &str) -> std::result::Result<LoadedKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| error.to_string())?;
+    let key =
+        SigningKey::from_pem(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
+    if key.kid() != kid {
+        return Err(format!(
+            "its key has kid {}, not the file name's",
+            key.kid()
+        ));
+    }
+    let warnings = permission_warning(path).into_iter().collect();
+    Ok(LoadedKey {
+        key,
+        origin: KeyOrigin::File(path.to_owned()),
+        warnings,
+    })
+}
+
 /// Writes a private key through a temporary file created with mode 0600, then moves it into
 /// place, so the key is never readable by others and never half-written. Without `force` the
 /// move is a hard link, which fails if another process created the key first.

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod app;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod doctor;
@@ -28,7 +29,9 @@ pub mod http;
 pub mod install;
 pub mod keys;
 mod password;
+pub mod purge;
 pub mod redirect;
+pub mod rotation;
 pub mod scopes;
 pub mod store;
 pub mod token;

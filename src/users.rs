@@ -27,6 +27,12 @@ impl Sesame {
                 "a user name must be 1 to {MAX_NAME_CHARS} characters without spaces"
             )));
         }
+        // `--user ID_OR_NAME` reads digits as an id, so an all-digit name could never be chosen.
+        if name.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::InvalidInput(format!(
+                "user name {name:?} is all digits, which reads as a user id; add a letter"
+            )));
+        }
         let hash = match password {
             Some("") => return Err(Error::InvalidInput("the password is empty".into())),
             Some(password) => Some(self.hasher().hash(password.to_owned()).await?),

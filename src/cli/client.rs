@@ -14,7 +14,14 @@ use super::{Output, split_scopes};
 #[derive(Debug, Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    group(ArgGroup::new("kind").args(["personal", "password", "client", "public", "device"]))
+    group(ArgGroup::new("kind").args([
+        "personal",
+        "password",
+        "client",
+        "public",
+        "device",
+        "resource_server"
+    ]))
 )]
 pub struct ClientArgs {
     #[command(subcommand)]
@@ -44,6 +51,19 @@ pub struct ClientArgs {
     /// Do not require PKCE (confidential legacy clients only)
     #[arg(long)]
     no_pkce: bool,
+    /// Create a resource server: a confidential client without grants that may introspect
+    /// access tokens issued for its audience
+    #[arg(long)]
+    resource_server: bool,
+    /// Audience of a resource server, an absolute URI (default: SESAME_AUDIENCE, which
+    /// defaults to the issuer)
+    #[arg(
+        long,
+        value_name = "URI",
+        requires = "resource_server",
+        conflicts_with_all = ["personal", "password", "client", "public", "device"]
+    )]
+    audience: Option<String>,
     /// Display name of the new client
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -132,12 +152,14 @@ pub async fn run(
                 ClientKind::Public
             } else if args.device {
                 ClientKind::Device
+            } else if args.resource_server {
+                ClientKind::ResourceServer
             } else if !args.redirect_uris.is_empty() {
                 ClientKind::AuthorizationCode
             } else {
                 anyhow::bail!(
                     "say which client to create: --redirect-uri URI for a web application, or \
-                     --public, --device, --client, --password or --personal"
+                     --public, --device, --client, --password, --personal or --resource-server"
                 );
             };
             let default_name = match kind {
@@ -147,19 +169,33 @@ pub async fn run(
                 ClientKind::AuthorizationCode => "Web Application",
                 ClientKind::Public => "Public Application",
                 ClientKind::Device => "Device Application",
+                ClientKind::ResourceServer => "Resource Server",
             };
-            let mut spec = ClientSpec::new(kind, args.name.as_deref().unwrap_or(default_name));
-            spec.scopes = args.scopes.as_deref().map(|s| split_scopes(Some(s)));
-            spec.redirect_uris = args.redirect_uris.clone();
-            spec.first_party = spec.first_party || args.first_party;
-            spec.require_pkce = !args.no_pkce;
-            let (client, secret) = sesame::install::create_client_with(&sesame, &spec).await?;
+            let scopes = args.scopes.as_deref().map(|s| split_scopes(Some(s)));
+            let name = args.name.as_deref().unwrap_or(default_name);
+            let (client, secret) = if kind == ClientKind::ResourceServer {
+                if scopes.is_some() {
+                    anyhow::bail!("a resource server requests no scopes; drop --scopes");
+                }
+                let audience = args.audience.as_deref();
+                sesame::install::create_resource_server(&sesame, name, audience).await?
+            } else {
+                let mut spec = ClientSpec::new(kind, name);
+                spec.scopes = scopes;
+                spec.redirect_uris = args.redirect_uris.clone();
+                spec.first_party = spec.first_party || args.first_party;
+                spec.require_pkce = !args.no_pkce;
+                sesame::install::create_client_with(&sesame, &spec).await?
+            };
             let mut value = client_json(&client);
             value["secret"] = json!(secret.as_ref().map(|s| s.expose()));
             let mut text = format!(
                 "Client created.\nClient ID: {}\nName: {}\n",
                 client.id, client.name
             );
+            if let Some(audience) = &client.audience {
+                text.push_str(&format!("Audience: {audience}\n"));
+            }
             match &secret {
                 Some(secret) => text.push_str(&format!(
                     "Client secret: {}\nThe secret is shown only now; store it safely.",
@@ -188,6 +224,7 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
         "redirect_uris": client.redirect_uris,
         "require_pkce": client.require_pkce,
         "revoked": client.revoked,
+        "audience": client.audience,
         "created_at": client.created_at,
     })
 }

@@ -4,7 +4,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{ArgGroup, Args};
 use serde_json::json;
 use sesame::keys::{KeyAlgorithm, LoadedKey};
 use sesame::{Config, OpenOptions, Sesame};
@@ -13,6 +13,7 @@ use super::Output;
 
 /// Arguments of `sesame keys`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("action").args(["force", "rotate", "retire"])))]
 pub struct KeysArgs {
     /// Replace existing key files
     #[arg(long)]
@@ -20,9 +21,21 @@ pub struct KeysArgs {
     /// RSA key length in bits: 2048, 3072 or 4096
     #[arg(long, value_name = "BITS", default_value_t = 2048)]
     length: u32,
-    /// Signing algorithm: rs256, es256 or eddsa
-    #[arg(long, value_name = "ALG", default_value = "rs256", value_parser = parse_alg)]
-    alg: KeyAlgorithm,
+    /// Signing algorithm: rs256, es256 or eddsa (default: rs256, or with --rotate the
+    /// algorithm of the key it replaces)
+    #[arg(long, value_name = "ALG", value_parser = parse_alg)]
+    alg: Option<KeyAlgorithm>,
+    /// Make a new key <kid>.pem that is published at once and becomes the signing key after
+    /// SESAME_JWKS_MAX_AGE
+    #[arg(long)]
+    rotate: bool,
+    /// Retire the key with this kid at once, as for a compromised key (requires --now)
+    // A kid is base64url text, which may start with '-'.
+    #[arg(long, value_name = "KID", requires = "now", allow_hyphen_values = true)]
+    retire: Option<String>,
+    /// Confirm that --retire takes effect at once: tokens the key signed stop working
+    #[arg(long, requires = "retire")]
+    now: bool,
 }
 
 /// Arguments of `sesame install`.
@@ -73,8 +86,37 @@ pub(crate) async fn generate_with_progress(
     Ok(result?)
 }
 
-/// `sesame keys`: writes a new key pair; refuses to replace one without `--force`.
-pub async fn keys(config: Config, args: KeysArgs, output: &Output) -> anyhow::Result<ExitCode> {
+/// `sesame keys`: writes a new key pair, refusing to replace one without `--force`; or
+/// Retires the key that `keys --force` replaced, so it stops verifying at once: whoever has
+/// the old private key must not be able to sign tokens or ID tokens any longer. Opening the
+/// installation records the new key first.
+async fn retire_replaced_key(config: Config, old_kid: &str, migrate: bool) -> anyhow::Result<()> {
+    let sesame = Sesame::open_with(config, OpenOptions::default().migrate(migrate)).await?;
+    match sesame.retire_key(old_kid).await {
+        Ok(_) => eprintln!(
+            "Retired the replaced key {old_kid}; restart running `sesame serve` processes so \
+             they sign with the new key."
+        ),
+        Err(sesame::Error::NotFound { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    sesame.close().await;
+    Ok(())
+}
+
+/// rotates (`--rotate`) or retires (`--retire KID --now`) a key.
+pub async fn keys(
+    config: Config,
+    args: KeysArgs,
+    migrate: bool,
+    output: &Output,
+) -> anyhow::Result<ExitCode> {
+    if args.rotate {
+        return rotate(config, &args, migrate, output).await;
+    }
+    if let Some(kid) = &args.retire {
+        return retire(config, kid, migrate, output).await;
+    }
     if config.private_key_pem.is_some() || config.private_key_file.is_some() {
         anyhow::bail!(
             "the signing key comes from SESAME_PRIVATE_KEY or SESAME_PRIVATE_KEY_FILE; \
@@ -82,7 +124,18 @@ pub async fn keys(config: Config, args: KeysArgs, output: &Output) -> anyhow::Re
             config.keys_dir.display()
         );
     }
-    let loaded = generate_with_progress(&config, args.alg, args.length, args.force).await?;
+    let alg = args.alg.unwrap_or(KeyAlgorithm::Rs256);
+    let replaced = match args.force {
+        true => sesame::keys::load(&config)
+            .ok()
+            .flatten()
+            .map(|old| old.key.kid().to_owned()),
+        false => None,
+    };
+    let loaded = generate_with_progress(&config, alg, args.length, args.force).await?;
+    if let Some(old_kid) = replaced.filter(|old| old != loaded.key.kid()) {
+        retire_replaced_key(config.clone(), &old_kid, migrate).await?;
+    }
     let value = json!({
         "kid": loaded.key.kid(),
         "alg": loaded.key.alg().name(),
@@ -102,6 +155,72 @@ pub async fn keys(config: Config, args: KeysArgs, output: &Output) -> anyhow::Re
         loaded.key.kid()
     );
     output.print(&value, &text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sesame keys --rotate`.
+async fn rotate(
+    config: Config,
+    args: &KeysArgs,
+    migrate: bool,
+    output: &Output,
+) -> anyhow::Result<ExitCode> {
+    let max_age = config.jwks_max_age.as_secs();
+    let sesame = super::open(config, migrate).await?;
+    let rotated = sesame.rotate_key(args.alg, args.length).await?;
+    let value = json!({
+        "kid": rotated.kid,
+        "alg": rotated.alg.name(),
+        "private_key": rotated.path,
+        "state": "next",
+        "replaces": rotated.replaces,
+        "current_at": rotated.current_at,
+    });
+    let mut text = format!(
+        "Wrote {} (kid {}, {}). The key is published now and signs from {} (Unix time), \
+         {max_age} s from now",
+        rotated.path.display(),
+        rotated.kid,
+        rotated.alg.name(),
+        rotated.current_at,
+    );
+    match &rotated.replaces {
+        Some(replaced) => text.push_str(&format!(", when key {replaced} stops signing.")),
+        None => text.push('.'),
+    }
+    text.push_str("\nCopy the file to every node that does not share this key directory.");
+    output.print(&value, &text);
+    sesame.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sesame keys --retire KID --now`.
+async fn retire(
+    config: Config,
+    kid: &str,
+    migrate: bool,
+    output: &Output,
+) -> anyhow::Result<ExitCode> {
+    let sesame = super::open(config, migrate).await?;
+    let retired = sesame.retire_key(kid).await?;
+    let value = json!({
+        "kid": retired.kid,
+        "previous_state": retired.previous_state.as_str(),
+        "promoted": retired.promoted,
+    });
+    let mut text = format!(
+        "Retired key {} (it was {}). It left the JWKS and tokens it signed are rejected.",
+        retired.kid,
+        retired.previous_state.as_str()
+    );
+    for promoted in &retired.promoted {
+        text.push_str(&format!(
+            "\nKey {promoted} became current at once; verifiers that cached the JWKS may reject \
+             its tokens until they fetch it again."
+        ));
+    }
+    output.print(&value, &text);
+    sesame.close().await;
     Ok(ExitCode::SUCCESS)
 }
 

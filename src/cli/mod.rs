@@ -2,7 +2,9 @@
 
 mod client;
 mod doctor;
+mod hash;
 mod keys;
+mod purge;
 mod serve;
 mod token;
 mod user;
@@ -53,6 +55,10 @@ enum Command {
     User(user::UserArgs),
     /// Issue a personal access token
     Token(token::TokenArgs),
+    /// Delete revoked and expired tokens and retire keys no live token uses
+    Purge(purge::PurgeArgs),
+    /// Replace plain client secrets left by a moved Passport database with hashes
+    Hash,
     /// Check keys, schema and clients and name the fix for each problem
     Doctor,
     /// Run pending migrations only
@@ -107,10 +113,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(_) => serve::run(config, &overrides, !cli.no_migrate).await,
         Command::Install(args) => keys::install(config, args, !cli.no_migrate, &output).await,
-        Command::Keys(args) => keys::keys(config, args, &output).await,
+        Command::Keys(args) => keys::keys(config, args, !cli.no_migrate, &output).await,
         Command::Client(args) => client::run(config, args, !cli.no_migrate, &output).await,
         Command::User(args) => user::run(config, args, !cli.no_migrate, &output).await,
         Command::Token(args) => token::run(config, args, !cli.no_migrate, &output).await,
+        Command::Purge(args) => purge::run(config, args, !cli.no_migrate, &output).await,
+        Command::Hash => hash::run(config, !cli.no_migrate, &output).await,
         Command::Doctor => doctor::run(config, &output).await,
         Command::Migrate => migrate(config, &output).await,
     }

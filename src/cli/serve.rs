@@ -15,8 +15,8 @@ pub struct ServeArgs {
     pub bind: Option<String>,
 }
 
-/// Binds, opens (installing where automatic), ensures the personal access client and serves
-/// until SIGINT or SIGTERM, then finishes in-flight requests.
+/// Binds, opens (installing where automatic), ensures the personal access client, starts the
+/// key maintenance task and serves until SIGINT or SIGTERM, then finishes in-flight requests.
 pub async fn run(config: Config, overrides: &Overrides, migrate: bool) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -36,10 +36,13 @@ pub async fn run(config: Config, overrides: &Overrides, migrate: bool) -> anyhow
     sesame.ensure_personal_access_client().await?;
     tracing::info!(%address, issuer = %sesame.config().issuer, "sesame listening");
     println!("listening on http://{address}");
+    let key_maintenance = sesame.spawn_key_maintenance();
     let app = sesame::router(sesame.clone());
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    key_maintenance.abort();
+    served?;
     tracing::info!("sesame stopped");
     sesame.close().await;
     Ok(ExitCode::SUCCESS)

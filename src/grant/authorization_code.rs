@@ -368,14 +368,14 @@ pub async fn grant(
         .use_auth_code(&mut transaction, &record.id, now)
         .await?
     {
-        if let Some(access_token_id) = &record.access_token_id {
-            store
-                .revoke_access_token(&mut transaction, access_token_id, now)
-                .await?;
-        }
         if let Some(family_id) = &record.family_id {
             store
                 .revoke_refresh_family(&mut transaction, family_id, now)
+                .await?;
+        }
+        if let Some(access_token_id) = &record.access_token_id {
+            store
+                .revoke_access_token(&mut transaction, access_token_id, now)
                 .await?;
         }
         transaction.commit().await?;
@@ -423,7 +423,7 @@ pub async fn grant(
             access_token: &access_token,
             ttl_seconds: ttl,
         };
-        Some(sign_id_token(sesame, &subject)?)
+        Some(sign_id_token(sesame, &subject).await?)
     } else {
         None
     };

@@ -32,6 +32,8 @@ pub struct OAuthError {
     /// Whether the client tried HTTP Basic authentication, which makes a 401 carry
     /// `WWW-Authenticate: Basic`.
     pub basic_challenge: bool,
+    /// Seconds the client must wait, sent as `Retry-After`.
+    pub retry_after: Option<i64>,
 }
 
 impl OAuthError {
@@ -41,6 +43,7 @@ impl OAuthError {
             description: description.into(),
             status,
             basic_challenge: false,
+            retry_after: None,
         }
     }
 
@@ -180,7 +183,7 @@ pub(crate) async fn issue_access_token(
 ) -> Result<(String, NewAccessToken), Error> {
     let now = sesame.now();
     let config = sesame.config();
-    let key = sesame.signing_key();
+    let key = sesame.issuing_key().await?;
     let row = NewAccessToken {
         id: uuid::Uuid::now_v7().to_string(),
         user_id: issue.user_id,
@@ -205,7 +208,7 @@ pub(crate) async fn issue_access_token(
         scope: issue.scopes.join(" "),
         scopes: issue.scopes.to_vec(),
     };
-    let token = jwt::sign(key, &claims)?;
+    let token = jwt::sign(&key, &claims)?;
     sesame.store().insert_access_token(connection, &row).await?;
     Ok((token, row))
 }

@@ -8,6 +8,12 @@ use crate::grant::{
 };
 use crate::store::ClientRecord;
 
+/// Failed sign-ins counted per user name (and, on the sign-in page, per address) before
+/// sign-in backs off.
+pub(crate) const LOGIN_THRESHOLD: i64 = 5;
+/// The window failed sign-ins are counted in, in seconds; also the longest back-off.
+pub(crate) const LOGIN_WINDOW_SECONDS: i64 = 900;
+
 /// Checks the user's name and password and issues an access and a refresh token.
 ///
 /// Unknown users and wrong passwords get the same answer after the same work (a dummy hash
@@ -35,7 +41,21 @@ pub async fn grant(
     let password = params.require("password")?;
     let scopes = requested_scopes(sesame, client, params)?;
 
-    let user = sesame.store().user_by_name(username).await?;
+    // Failed passwords count against the same per-user back-off as the sign-in page, so
+    // this grant is no way around it.
+    let store = sesame.store();
+    let now = sesame.now();
+    let user_key = format!("login:user:{username}");
+    if let Some(until) = store.attempt_blocked_until(&user_key, now).await? {
+        let mut error = OAuthError::temporarily_unavailable(format!(
+            "too many failed sign-ins for this user; retry in {} seconds",
+            until - now
+        ));
+        error.status = 429;
+        error.retry_after = Some(until - now);
+        return Err(error.into());
+    }
+    let user = store.user_by_name(username).await?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
     let verified = sesame
         .hasher()
@@ -43,8 +63,14 @@ pub async fn grant(
         .await?;
     let user = match user {
         Some(user) if verified && !user.disabled => user,
-        _ => return Err(OAuthError::invalid_grant("the user credentials are invalid").into()),
+        _ => {
+            store
+                .record_failure(&user_key, now, LOGIN_WINDOW_SECONDS, LOGIN_THRESHOLD)
+                .await?;
+            return Err(OAuthError::invalid_grant("the user credentials are invalid").into());
+        }
     };
+    store.clear_failures(&user_key).await?;
 
     let ttl = ttl_seconds(sesame.config().access_ttl);
     let mut transaction = sesame.store().begin_write().await?;

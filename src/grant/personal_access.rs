@@ -91,6 +91,7 @@ impl Sesame {
             expires_at: row.expires_at,
             client_revoked: Some(false),
             user_disabled: Some(false),
+            key_retired: false,
         };
         Ok(PersonalAccessToken {
             access_token,

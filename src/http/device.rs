@@ -155,7 +155,16 @@ async fn submit_inner(
             Some(message),
         ));
     };
-    let decision = form.get("decision").or(form.get("_method").map(|_| "deny"));
+    // A form that says DELETE denies, whatever else it says, as on the consent page.
+    let deny = form
+        .get("_method")
+        .is_some_and(|m| m.eq_ignore_ascii_case("DELETE"))
+        || form.get("decision") == Some("deny");
+    let decision = if deny {
+        Some("deny")
+    } else {
+        form.get("decision")
+    };
     match decision {
         None => confirm_page(sesame, &session, &record).await,
         Some(decision) => {

@@ -126,6 +126,14 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
+/// Returns the 401 `invalid_client` for a request without client credentials, with the Basic
+/// challenge that every 401 must carry (RFC 7235 §3.1).
+pub(crate) fn missing_client_credentials() -> OAuthError {
+    let mut error = OAuthError::invalid_client("client authentication is required");
+    error.basic_challenge = true;
+    error
+}
+
 /// Reads client credentials from HTTP Basic or the body, never both (RFC 6749 §2.3).
 ///
 /// Basic credentials are form-decoded after base64 (RFC 6749 §2.3.1). A body `client_id`
@@ -186,7 +194,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     };
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(OAuthError::invalid_request(
-            "the token endpoint accepts only Basic client authentication",
+            "clients authenticate only with HTTP Basic or in the body",
         ));
     }
     let decoded = base64::engine::general_purpose::STANDARD

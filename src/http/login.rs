@@ -14,10 +14,7 @@ use super::pages::{
 use crate::app::Sesame;
 use crate::error::Error;
 
-/// Failures counted per user name and per address before sign-in backs off.
-const LOGIN_THRESHOLD: i64 = 5;
-/// The window failures are counted in, in seconds; also the longest back-off.
-const LOGIN_WINDOW_SECONDS: i64 = 900;
+use crate::grant::password::{LOGIN_THRESHOLD, LOGIN_WINDOW_SECONDS};
 
 #[derive(Deserialize)]
 pub(crate) struct LoginQuery {

@@ -1,15 +1,21 @@
 //! HTTP: the axum router and the one place errors become responses.
 
+mod account;
 mod account_page;
 mod authorize;
+mod clients;
 mod device;
 mod form;
 mod health;
+mod introspect;
 mod jwks;
 mod login;
+mod metadata;
 mod pages;
 mod personal;
+mod revoke;
 mod token;
+mod tokens;
 mod userinfo;
 
 use std::time::Instant;
@@ -20,7 +26,7 @@ use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde_json::json;
 
 use crate::app::Sesame;
@@ -51,6 +57,16 @@ pub fn router(sesame: Sesame) -> Router {
         )
         .route("/account/tokens/{id}/revoke", post(account_page::revoke))
         .route("/assets/{name}", get(pages::asset))
+        .route("/oauth/revoke", post(revoke::revoke))
+        .route("/oauth/introspect", post(introspect::introspect))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::oauth_authorization_server),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(metadata::openid_configuration),
+        )
         .route("/oauth/jwks", get(jwks::jwks))
         .route("/.well-known/jwks.json", get(jwks::jwks))
         .route("/oauth/scopes", get(jwks::scopes))
@@ -66,6 +82,14 @@ pub fn router(sesame: Sesame) -> Router {
             "/oauth/personal-access-tokens/{id}",
             delete(personal::revoke),
         )
+        .route("/oauth/clients", get(clients::list).post(clients::create))
+        .route(
+            "/oauth/clients/{id}",
+            put(clients::update).delete(clients::revoke),
+        )
+        .route("/oauth/clients/{id}/secret", post(clients::replace_secret))
+        .route("/oauth/tokens", get(tokens::list))
+        .route("/oauth/tokens/{id}", delete(tokens::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
@@ -153,6 +177,11 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static("Basic realm=\"sesame\""),
             );
         }
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
+        {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
         no_store(response)
     }
 }
@@ -178,6 +207,9 @@ impl From<Error> for ApiError {
         match error {
             Error::InvalidInput(message) => {
                 ApiError::Status(StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
+            Error::InvalidRedirectUri(message) => {
+                ApiError::Status(StatusCode::BAD_REQUEST, "invalid_redirect_uri", message)
             }
             Error::UnknownScope(scope) => ApiError::Status(
                 StatusCode::BAD_REQUEST,

@@ -8,10 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::account::AccountUser;
 use super::{ApiError, no_store};
 use crate::app::Sesame;
-use crate::config::ACCOUNT_SCOPE;
-use crate::guard::Bearer;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,34 +20,25 @@ struct CreateRequest {
     scopes: Vec<String>,
 }
 
-/// Checks that the bearer token may manage its user's account and returns the user id.
-fn account_user(bearer: &Bearer) -> Result<i64, ApiError> {
-    let user_id = bearer.user_id()?;
-    bearer.require_all(&[ACCOUNT_SCOPE])?;
-    Ok(user_id)
-}
-
 /// Lists the user's unrevoked, unexpired personal access tokens.
 pub(crate) async fn list(
     State(sesame): State<Sesame>,
-    bearer: Bearer,
+    account: AccountUser,
 ) -> Result<Response, ApiError> {
-    let user_id = account_user(&bearer)?;
     let tokens = sesame
         .store()
-        .personal_tokens(user_id, sesame.now())
+        .personal_tokens(account.user_id, sesame.now())
         .await?;
     Ok(axum::Json(tokens).into_response())
 }
 
-/// Creates a personal access token with at most the presenting token's scopes. Answers
+/// Creates a personal access token with at most the scopes the user may grant. Returns
 /// `{"accessToken": ..., "token": {...}}` as Passport does; the token is shown only here.
 pub(crate) async fn create(
     State(sesame): State<Sesame>,
-    bearer: Bearer,
+    account: AccountUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let user_id = account_user(&bearer)?;
     let request: CreateRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::Status(
             StatusCode::BAD_REQUEST,
@@ -56,7 +46,11 @@ pub(crate) async fn create(
             format!("the body must be JSON {{\"name\": ..., \"scopes\": [...]}}: {error}"),
         )
     })?;
-    if let Some(extra) = request.scopes.iter().find(|scope| !bearer.has_scope(scope)) {
+    if let Some(extra) = request
+        .scopes
+        .iter()
+        .find(|scope| !account.may_grant(scope))
+    {
         return Err(ApiError::Status(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
@@ -64,7 +58,9 @@ pub(crate) async fn create(
         ));
     }
     let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
-    let created = sesame.create_token(user_id, &request.name, &scopes).await?;
+    let created = sesame
+        .create_token(account.user_id, &request.name, &scopes)
+        .await?;
     let body = json!({"accessToken": created.access_token, "token": created.token});
     Ok(no_store(
         (StatusCode::CREATED, axum::Json(body)).into_response(),
@@ -74,10 +70,10 @@ pub(crate) async fn create(
 /// Revokes one of the user's personal access tokens; 404 if the user has no such token.
 pub(crate) async fn revoke(
     State(sesame): State<Sesame>,
-    bearer: Bearer,
+    account: AccountUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user_id = account_user(&bearer)?;
+    let user_id = account.user_id;
     if sesame
         .store()
         .revoke_personal_token(&id, user_id, sesame.now())

@@ -17,7 +17,18 @@ pub(crate) async fn token(
     OAuthForm(params): OAuthForm,
 ) -> Response {
     let grant_type = params.get("grant_type").unwrap_or_default().to_owned();
-    let result = token_inner(&sesame, &headers, &params, &grant_type).await;
+    // A transaction the database aborted for a concurrent one's sake is run again, a few
+    // times, before it becomes a 500.
+    let mut attempts = 0;
+    let result = loop {
+        attempts += 1;
+        match token_inner(&sesame, &headers, &params, &grant_type).await {
+            Err(GrantError::Internal(error)) if error.is_transaction_conflict() && attempts < 4 => {
+                tracing::debug!(%error, attempts, "retrying a token request after a conflict");
+            }
+            other => break other,
+        }
+    };
     match result {
         Ok(response) => {
             tracing::info!(grant_type, "issued tokens");

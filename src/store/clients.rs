@@ -22,6 +22,8 @@ pub enum ClientKind {
     Public,
     /// A public input-constrained device using the device authorization grant.
     Device,
+    /// A confidential client with no grant that introspects tokens issued for its audience.
+    ResourceServer,
 }
 
 impl ClientKind {
@@ -35,6 +37,7 @@ impl ClientKind {
                 &["authorization_code", "refresh_token"]
             }
             ClientKind::Device => &[DEVICE_CODE_GRANT, "refresh_token"],
+            ClientKind::ResourceServer => &[],
         };
         grants.iter().map(|grant| (*grant).to_owned()).collect()
     }
@@ -81,6 +84,8 @@ pub struct NewClient {
     pub require_pkce: bool,
     /// The user who owns it, for clients created through the API.
     pub user_id: Option<i64>,
+    /// The audience of a resource server; `None` for every other client.
+    pub audience: Option<String>,
 }
 
 /// A stored client. `Debug` never shows the secret hash.
@@ -110,6 +115,8 @@ pub struct ClientRecord {
     pub require_pkce: bool,
     /// Revoked clients cannot authenticate and their tokens are invalid.
     pub revoked: bool,
+    /// The audience of a resource server; `None` for every other client.
+    pub audience: Option<String>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
 }
@@ -131,17 +138,24 @@ impl ClientRecord {
         self.secret_hash.is_some()
     }
 
+    /// Checks whether the client is a resource server, which may introspect tokens for its
+    /// audience.
+    pub fn is_resource_server(&self) -> bool {
+        self.audience.is_some()
+    }
+
     /// Whether the client may use `grant_type`.
     pub fn allows_grant(&self, grant_type: &str) -> bool {
         self.grant_types.iter().any(|grant| grant == grant_type)
     }
 }
 
-const COLUMNS: &str = "id, user_id, name, secret, redirect_uris, grant_types, scopes, \
+pub(super) const COLUMNS: &str = "id, user_id, name, secret, redirect_uris, grant_types, scopes, \
                        personal_access_client, password_client, first_party, require_pkce, revoked, \
+                       audience, \
                        created_at";
 
-fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
+pub(super) fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
     let scopes: Option<String> = row.try_get("scopes")?;
     Ok(ClientRecord {
         id: row.try_get("id")?,
@@ -156,6 +170,7 @@ fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
         first_party: super::flag(row, "first_party")?,
         require_pkce: super::flag(row, "require_pkce")?,
         revoked: super::flag(row, "revoked")?,
+        audience: row.try_get("audience")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -175,7 +190,8 @@ impl Store {
         sqlx::query(&self.sql(
             "INSERT INTO oauth_clients (id, user_id, name, secret, redirect_uris, grant_types, \
              scopes, personal_access_client, password_client, first_party, require_pkce, revoked, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             audience, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&client.id)
         .bind(client.user_id)
@@ -189,6 +205,7 @@ impl Store {
         .bind(client.first_party)
         .bind(client.require_pkce)
         .bind(false)
+        .bind(client.audience.as_deref())
         .bind(now)
         .bind(now)
         .execute(connection)

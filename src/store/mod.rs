@@ -3,10 +3,13 @@
 //! Queries are written once with `?` placeholders; [`Store::sql`] rewrites them for the
 //! backend. Every other dialect difference lives in this module.
 
+mod account;
 mod clients;
 mod codes;
 mod keys;
 pub(crate) mod meta;
+mod purge;
+mod secrets;
 mod sessions;
 mod tokens;
 mod users;
@@ -19,9 +22,12 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Transaction};
 
+pub use account::AuthorizedToken;
 pub use clients::{ClientKind, ClientRecord, DEVICE_CODE_GRANT, NewClient};
 pub use codes::{AuthCodeRecord, DeviceCodeRecord, DeviceStatus, NewAuthCode};
 pub use keys::{KeyRecord, KeyState};
+pub use purge::PurgeFilter;
+pub use secrets::StoredSecret;
 pub use sessions::{AuthRequestRecord, SessionRecord};
 pub use tokens::{AccessTokenRecord, NewAccessToken, NewRefreshToken, RefreshTokenRecord};
 pub use users::UserRecord;
@@ -142,7 +148,7 @@ impl Store {
     }
 
     /// Rewrites `?` placeholders for the backend (`$1`, `$2`, ... on PostgreSQL).
-    pub(crate) fn sql<'q>(&self, query: &'q str) -> Cow<'q, str> {
+    pub fn sql<'q>(&self, query: &'q str) -> Cow<'q, str> {
         if self.backend != Backend::Postgres {
             return Cow::Borrowed(query);
         }

@@ -52,6 +52,9 @@ pub struct AccessTokenRecord {
     /// `Some(true)` if its user is disabled, `None` if there is no user row.
     #[serde(skip)]
     pub user_disabled: Option<bool>,
+    /// Whether the key that signed it was retired, which invalidates the token at once.
+    #[serde(skip)]
+    pub key_retired: bool,
 }
 
 impl AccessTokenRecord {
@@ -62,10 +65,12 @@ impl AccessTokenRecord {
 }
 
 const ACCESS_SELECT: &str = "SELECT t.id, t.user_id, t.client_id, t.name, t.scopes, t.revoked, \
-    t.created_at, t.expires_at, c.revoked AS client_revoked, u.disabled AS user_disabled \
+    t.created_at, t.expires_at, c.revoked AS client_revoked, u.disabled AS user_disabled, \
+    k.state AS key_state \
     FROM oauth_access_tokens t \
     LEFT JOIN oauth_clients c ON c.id = t.client_id \
-    LEFT JOIN users u ON u.id = t.user_id";
+    LEFT JOIN users u ON u.id = t.user_id \
+    LEFT JOIN sesame_keys k ON k.kid = t.kid";
 
 fn access_from_row(row: &AnyRow) -> Result<AccessTokenRecord> {
     Ok(AccessTokenRecord {
@@ -79,6 +84,8 @@ fn access_from_row(row: &AnyRow) -> Result<AccessTokenRecord> {
         expires_at: row.try_get("expires_at")?,
         client_revoked: super::optional_flag(row, "client_revoked")?,
         user_disabled: super::optional_flag(row, "user_disabled")?,
+        key_retired: row.try_get::<Option<String>, _>("key_state")?.as_deref()
+            == Some(super::KeyState::Retired.as_str()),
     })
 }
 
@@ -124,6 +131,8 @@ pub struct RefreshTokenRecord {
     pub revoked: bool,
     /// When it was spent by a rotation; `None` if never used.
     pub used_at: Option<i64>,
+    /// Issue time, seconds since the epoch.
+    pub created_at: i64,
     /// Expiry, seconds since the epoch.
     pub expires_at: i64,
 }
@@ -277,7 +286,7 @@ impl Store {
     ) -> Result<Option<RefreshTokenRecord>> {
         let row = sqlx::query(&self.sql(
             "SELECT id, access_token_id, family_id, client_id, user_id, scopes, revoked, used_at, \
-             expires_at FROM oauth_refresh_tokens WHERE token_hash = ?",
+             created_at, expires_at FROM oauth_refresh_tokens WHERE token_hash = ?",
         ))
         .bind(token_hash)
         .fetch_optional(connection)
@@ -292,6 +301,7 @@ impl Store {
             scopes: parse_list(&row.try_get::<String, _>("scopes")?),
             revoked: super::flag(&row, "revoked")?,
             used_at: row.try_get("used_at")?,
+            created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
         }))
     }
@@ -320,7 +330,31 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Revokes every refresh token of a family and every access token issued with them.
+    /// Revokes one refresh token row.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn revoke_refresh_token_row(
+        &self,
+        connection: &mut AnyConnection,
+        id: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(&self.sql(
+            "UPDATE oauth_refresh_tokens SET revoked = ?, revoked_at = COALESCE(revoked_at, ?) \
+             WHERE id = ?",
+        ))
+        .bind(true)
+        .bind(now)
+        .bind(id)
+        .execute(connection)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes every refresh token of a family and every access token issued with them, and
+    /// records the time of revocation on refresh tokens not revoked before.
     ///
     /// # Errors
     ///
@@ -331,6 +365,17 @@ impl Store {
         family_id: &str,
         now: i64,
     ) -> Result<()> {
+        // Refresh rows first, then access rows: every transaction that touches both locks them
+        // in this order, so concurrent revocations and refreshes cannot deadlock.
+        sqlx::query(&self.sql(
+            "UPDATE oauth_refresh_tokens SET revoked = ?, revoked_at = COALESCE(revoked_at, ?) \
+             WHERE family_id = ?",
+        ))
+        .bind(true)
+        .bind(now)
+        .bind(family_id)
+        .execute(&mut *connection)
+        .await?;
         sqlx::query(&self.sql(
             "UPDATE oauth_access_tokens SET revoked = ?, updated_at = ? WHERE id IN \
              (SELECT access_token_id FROM oauth_refresh_tokens WHERE family_id = ?)",
@@ -338,13 +383,8 @@ impl Store {
         .bind(true)
         .bind(now)
         .bind(family_id)
-        .execute(&mut *connection)
+        .execute(connection)
         .await?;
-        sqlx::query(&self.sql("UPDATE oauth_refresh_tokens SET revoked = ? WHERE family_id = ?"))
-            .bind(true)
-            .bind(family_id)
-            .execute(connection)
-            .await?;
         Ok(())
     }
 

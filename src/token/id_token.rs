@@ -43,7 +43,7 @@ pub struct IdTokenFor<'a> {
 /// # Errors
 ///
 /// [`crate::Error::Crypto`] if signing fails.
-pub fn sign_id_token(sesame: &Sesame, subject: &IdTokenFor<'_>) -> Result<String> {
+pub async fn sign_id_token(sesame: &Sesame, subject: &IdTokenFor<'_>) -> Result<String> {
     let now = sesame.now();
     let hash = digest::digest(&digest::SHA256, subject.access_token.as_bytes());
     let claims = IdClaims {
@@ -56,5 +56,6 @@ pub fn sign_id_token(sesame: &Sesame, subject: &IdTokenFor<'_>) -> Result<String
         nonce: subject.nonce,
         at_hash: b64(&hash.as_ref()[..16]),
     };
-    sign_jws(sesame.signing_key(), "JWT", &claims)
+    let key = sesame.issuing_key().await?;
+    sign_jws(&key, "JWT", &claims)
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::keys::{KeyAlgorithm, SigningKey, decoding_key};
-use crate::store::Store;
+use crate::store::{KeyRecord, KeyState, Store};
 use crate::token::secret::b64;
 
 /// Clock skew tolerated when checking `exp`, in seconds.
@@ -102,8 +102,12 @@ impl Rejection {
 /// The claims of a token whose signature and standard claims checked out.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VerifiedClaims {
+    /// Issuer.
+    pub iss: String,
     /// Subject.
     pub sub: String,
+    /// Audience: one resource server or several.
+    pub aud: Audience,
     /// Client id.
     pub client_id: String,
     /// Token id.
@@ -112,9 +116,32 @@ pub struct VerifiedClaims {
     pub iat: i64,
     /// Expiry.
     pub exp: i64,
+    /// Not-before time, when the token carries one.
+    #[serde(default)]
+    pub nbf: Option<i64>,
     /// Space-separated scopes.
     #[serde(default)]
     pub scope: String,
+}
+
+/// The `aud` claim, which RFC 7519 allows as one string or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Checks whether `audience` is one of the token's audiences.
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(one) => one == audience,
+            Audience::Many(many) => many.iter().any(|item| item == audience),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -128,43 +155,77 @@ struct Header {
 type KeyMap = HashMap<String, (KeyAlgorithm, Arc<jsonwebtoken::DecodingKey>)>;
 
 /// The public keys tokens are verified with: every key recorded as next, current or
-/// previous, reloaded from the database when an unknown `kid` appears (at most once per
-/// second), plus this node's own signing key.
+/// previous, plus this node's own keys that are not recorded at all (a read-only database
+/// could not record them). A key recorded as retired never verifies, even on a node that
+/// has it. The keys are reloaded from the database when an unknown `kid` appears (at most
+/// once per second) and whenever the node refreshes its keys.
 pub struct Verifier {
     keys: RwLock<Arc<KeyMap>>,
+    local: RwLock<Arc<KeyMap>>,
     last_reload: std::sync::Mutex<Option<Instant>>,
-    own: (String, KeyAlgorithm, Arc<jsonwebtoken::DecodingKey>),
 }
 
 impl Verifier {
     pub(crate) fn new(own_key: &SigningKey) -> Verifier {
-        let own = decoding_key(own_key.public_jwk())
-            .map(|(alg, key)| (own_key.kid().to_owned(), alg, Arc::new(key)))
-            .unwrap_or_else(|| {
-                // A generated or parsed key always has a valid JWK; this keeps the type total.
-                (
-                    String::new(),
-                    own_key.alg(),
-                    Arc::new(jsonwebtoken::DecodingKey::from_secret(&[])),
-                )
-            });
-        Verifier {
+        let verifier = Verifier {
             keys: RwLock::new(Arc::new(KeyMap::new())),
+            local: RwLock::new(Arc::new(KeyMap::new())),
             last_reload: std::sync::Mutex::new(None),
-            own,
+        };
+        verifier.add_local(own_key);
+        if let Ok(mut keys) = verifier.keys.write() {
+            *keys = verifier.local_keys();
+        }
+        verifier
+    }
+
+    /// Adds one of this node's keys, trusted until the database records it as retired.
+    pub(crate) fn add_local(&self, key: &SigningKey) {
+        let Some((alg, decoding)) = decoding_key(key.public_jwk()) else {
+            return;
+        };
+        if let Ok(mut local) = self.local.write() {
+            let mut map = KeyMap::clone(&local);
+            map.insert(key.kid().to_owned(), (alg, Arc::new(decoding)));
+            *local = Arc::new(map);
         }
     }
 
-    /// Reloads the published keys from the database.
+    fn local_keys(&self) -> Arc<KeyMap> {
+        self.local
+            .read()
+            .map(|local| local.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reloads the keys from the database.
     pub(crate) async fn reload(&self, store: &Store) -> Result<()> {
+        let records = store.keys().await?;
+        self.reload_from(&records);
+        Ok(())
+    }
+
+    /// Rebuilds the key map from every recorded key and this node's unrecorded keys.
+    pub(crate) fn reload_from(&self, records: &[KeyRecord]) {
         let mut map = KeyMap::new();
-        for record in store.published_keys().await? {
+        for record in records {
+            if !matches!(
+                record.key_state(),
+                KeyState::Next | KeyState::Current | KeyState::Previous
+            ) {
+                continue;
+            }
             let Ok(jwk) = serde_json::from_str::<serde_json::Value>(&record.jwk) else {
                 tracing::warn!(kid = %record.kid, "stored key has a malformed JWK; skipped");
                 continue;
             };
             if let Some((alg, key)) = decoding_key(&jwk) {
-                map.insert(record.kid, (alg, Arc::new(key)));
+                map.insert(record.kid.clone(), (alg, Arc::new(key)));
+            }
+        }
+        for (kid, key) in self.local_keys().iter() {
+            if !records.iter().any(|record| &record.kid == kid) {
+                map.insert(kid.clone(), key.clone());
             }
         }
         if let Ok(mut keys) = self.keys.write() {
@@ -173,13 +234,9 @@ impl Verifier {
         if let Ok(mut last) = self.last_reload.lock() {
             *last = Some(Instant::now());
         }
-        Ok(())
     }
 
     fn lookup(&self, kid: &str) -> Option<(KeyAlgorithm, Arc<jsonwebtoken::DecodingKey>)> {
-        if kid == self.own.0 {
-            return Some((self.own.1, self.own.2.clone()));
-        }
         let keys = self.keys.read().ok()?.clone();
         keys.get(kid).cloned()
     }
@@ -208,7 +265,8 @@ impl Verifier {
         Ok(serde_json::json!({ "keys": keys }))
     }
 
-    /// Verifies a token's header, signature, issuer, audience and expiry at time `now`.
+    /// Verifies a token's header, signature, issuer, audience and expiry at time `now`. With
+    /// `audience` of `None` any audience passes, and the caller decides what it may see.
     ///
     /// The algorithm comes from the key the `kid` names, never from the header alone; `jku`,
     /// `x5u` and `jwk` header members are ignored.
@@ -217,7 +275,7 @@ impl Verifier {
         token: &str,
         store: &Store,
         issuer: &str,
-        audience: &str,
+        audience: Option<&str>,
         now: i64,
     ) -> std::result::Result<VerifiedClaims, Rejection> {
         let header = parse_header(token)?;
@@ -249,7 +307,10 @@ impl Verifier {
         }
         let mut validation = jsonwebtoken::Validation::new(alg.jsonwebtoken());
         validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
+        match audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         // Time is checked below against Sesame's clock.
         validation.validate_exp = false;
@@ -260,7 +321,8 @@ impl Verifier {
         if claims.exp + LEEWAY_SECONDS < now {
             return Err(Rejection::Expired);
         }
-        if claims.iat > now + LEEWAY_SECONDS {
+        let not_yet = claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS);
+        if claims.iat > now + LEEWAY_SECONDS || not_yet {
             return Err(Rejection::Invalid);
         }
         Ok(claims)

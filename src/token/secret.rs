@@ -67,10 +67,23 @@ pub fn verify_secret(presented: &str, stored: &str) -> bool {
         let candidate = hash_secret(presented);
         return bool::from(candidate.as_bytes().ct_eq(stored.as_bytes()));
     }
-    if stored.starts_with("$2y$") || stored.starts_with("$2b$") || stored.starts_with("$2a$") {
+    if is_bcrypt(stored) {
         return bcrypt::verify(presented, stored).unwrap_or(false);
     }
     false
+}
+
+/// Checks whether a stored secret is in a scheme that [`verify_secret`] compares: a `sha256:` hash or a
+/// bcrypt hash. Anything else is a plain value, which never matches until `sesame hash`
+/// replaces it.
+pub fn is_hashed(stored: &str) -> bool {
+    stored.starts_with("sha256:") || is_bcrypt(stored)
+}
+
+fn is_bcrypt(stored: &str) -> bool {
+    ["$2y$", "$2b$", "$2a$"]
+        .iter()
+        .any(|prefix| stored.starts_with(prefix))
 }
 
 /// Returns the base64url (no padding) encoding used throughout JOSE.
@@ -113,6 +126,17 @@ mod tests {
         let passport_form = stored.replacen("$2b$", "$2y$", 1);
         assert!(verify_secret("passport-secret", &passport_form));
         assert!(!verify_secret("other", &passport_form));
+    }
+
+    #[test]
+    fn hashed_schemes_recognised() {
+        assert!(is_hashed(&hash_secret("x")));
+        assert!(is_hashed("$2y$10$abcdefghijklmnopqrstuv"));
+        assert!(is_hashed("$2b$10$abcdefghijklmnopqrstuv"));
+        assert!(is_hashed("$2a$10$abcdefghijklmnopqrstuv"));
+        assert!(!is_hashed("plain-secret"));
+        assert!(!is_hashed("SHA256:abc"));
+        assert!(!is_hashed(""));
     }
 
     #[test]

@@ -86,6 +86,17 @@ impl Drop for TestDatabase {
                 let force = if admin_url.starts_with("postgres") {
                     " WITH (FORCE)"
                 } else {
+                    // MySQL waits for every open transaction on the database before dropping
+                    // it, so end the sessions a test left behind.
+                    let sessions: Vec<i64> = sqlx::query_scalar(&format!(
+                        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = '{name}'"
+                    ))
+                    .fetch_all(&mut admin)
+                    .await
+                    .unwrap_or_default();
+                    for session in sessions {
+                        let _ = sqlx::query(&format!("KILL {session}")).execute(&mut admin).await;
+                    }
                     ""
                 };
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}{force}"))
@@ -160,6 +171,19 @@ impl Server {
             _database: database,
             task,
         }
+    }
+
+    /// Returns the server's data directory, which contains its database and keys.
+    /// The configuration a second node of this server opens: the same data directory,
+    /// issuer and database.
+    pub fn node_config(&self) -> Config {
+        let mut config = config_for(self.data_path(), &self.base);
+        config.database_url = self.sesame.config().database_url.clone();
+        config
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self._dir.path()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -252,6 +276,76 @@ impl Server {
         )
     }
 
+    /// Posts a form to `path`, with HTTP Basic credentials when given.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.http.post(self.url(path)).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    /// Sends a request with a bearer token and an optional JSON body.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    /// Gets an access and a refresh token with the password grant.
+    pub async fn password_tokens(
+        &self,
+        id: &str,
+        secret: &str,
+        user: &str,
+        password: &str,
+        scope: &str,
+    ) -> (String, String) {
+        let (status, body) = self
+            .token(
+                id,
+                secret,
+                &[
+                    ("grant_type", "password"),
+                    ("username", user),
+                    ("password", password),
+                    ("scope", scope),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let access = body["access_token"].as_str().expect("access_token");
+        let refresh = body["refresh_token"].as_str().expect("refresh_token");
+        (access.to_owned(), refresh.to_owned())
+    }
+
+    /// Reads one flag column of one row, as 0 or 1.
+    pub async fn flag(&self, table: &str, id: &str, column: &str) -> i64 {
+        let query =
+            format!("SELECT CASE WHEN {column} THEN 1 ELSE 0 END FROM {table} WHERE id = ?");
+        sqlx::query_scalar::<_, i64>(&self.sesame.store().sql(&query))
+            .bind(id)
+            .fetch_one(self.sesame.store().pool())
+            .await
+            .expect("flag query")
+    }
+
     /// Row counts of every table, to show a request changed nothing.
     pub async fn counts(&self) -> Vec<(String, i64)> {
         let mut counts = Vec::new();
@@ -285,6 +379,39 @@ impl Server {
             .execute(self.sesame.store().pool())
             .await
             .expect("statement runs");
+    }
+}
+
+/// A response's status, headers and body text.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    /// Parses the body as JSON, returning `Value::Null` when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    /// Returns a header's value, or "" when it is absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -329,4 +456,10 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String,
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Returns the `jti` of a JWT, which is its row id.
+pub fn jti(token: &str) -> String {
+    let (_, claims) = decode_parts(token);
+    claims["jti"].as_str().expect("jti").to_owned()
 }

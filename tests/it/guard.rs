@@ -208,7 +208,7 @@ async fn wrong_issuer_audience_or_type_rejected() {
     let (_, real_claims) = decode_parts(&real);
     let jti = real_claims["jti"].as_str().expect("jti");
     let client_id = real_claims["client_id"].as_str().expect("client_id");
-    let key = server.sesame.signing_key();
+    let key = &server.sesame.signing_key();
     let mut cases = Vec::new();
     let mut claims = claims_for(&server, &user_id.to_string(), client_id, jti);
     claims.iss = format!("{}/", server.base);
@@ -337,7 +337,7 @@ async fn principal_comes_from_row_not_sub() {
         claims["jti"].as_str().expect("jti"),
     );
     forged.scope = String::new();
-    let forged = sign(server.sesame.signing_key(), &forged).expect("sign");
+    let forged = sign(&server.sesame.signing_key(), &forged).expect("sign");
     let (status, _, _) = server.get_with("/oauth/userinfo", &forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -3,10 +3,17 @@
 mod account_page;
 mod authorize;
 mod browser;
+mod cli_clients;
+mod clients_api;
 mod common;
 mod device;
 mod guard;
 mod install;
+mod introspect;
 mod keys;
+mod metadata;
 mod personal;
+mod purge;
+mod revoke;
+mod rotation;
 mod token_endpoint;

@@ -1,0 +1,160 @@
+//! `sesame hash` and `sesame client --resource-server` from the command line.
+
+use std::path::Path;
+
+use serde_json::Value;
+use sesame::grant::client_auth::ClientCredentials;
+use sesame::{Config, Sesame};
+
+use crate::common::{data_dir, run_cli};
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).expect("json output")
+}
+
+#[tokio::test]
+async fn hash_replaces_plain_secrets_once() {
+    let dir = data_dir("");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["client", "--client", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let plain_id = json(&stdout)["id"].as_str().expect("id").to_owned();
+    let (_, stdout, _) = run_cli(dir.path(), &["client", "--client", "--json"], &[]);
+    let hashed_id = json(&stdout)["id"].as_str().expect("id").to_owned();
+    let bcrypt = bcrypt::hash("passport-secret", 4)
+        .expect("bcrypt")
+        .replacen("$2b$", "$2y$", 1);
+    let url = format!("sqlite://{}", dir.path().join("sesame.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    sqlx::query("UPDATE oauth_clients SET secret = 'plain-passport-secret' WHERE id = ?")
+        .bind(&plain_id)
+        .execute(&pool)
+        .await
+        .expect("plant plain secret");
+    sqlx::query("UPDATE oauth_clients SET secret = ? WHERE id = ?")
+        .bind(&bcrypt)
+        .bind(&hashed_id)
+        .execute(&pool)
+        .await
+        .expect("plant bcrypt secret");
+    pool.close().await;
+
+    assert!(
+        !authenticates(dir.path(), &plain_id, "plain-passport-secret").await,
+        "a plain stored secret must never be compared"
+    );
+
+    let (code, stdout, stderr) = run_cli(dir.path(), &["hash", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["hashed"], 1);
+    let (code, stdout, _) = run_cli(dir.path(), &["hash"], &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+
+    let sesame = open(dir.path()).await;
+    let stored = stored_secret(&sesame, &plain_id).await.expect("secret");
+    assert!(stored.starts_with("sha256:"), "{stored}");
+    assert!(!stored.contains("plain-passport-secret"));
+    assert_eq!(stored_secret(&sesame, &hashed_id).await, Some(bcrypt));
+    sesame.close().await;
+    assert!(authenticates(dir.path(), &plain_id, "plain-passport-secret").await);
+    assert!(!authenticates(dir.path(), &plain_id, &stored).await);
+    assert!(authenticates(dir.path(), &hashed_id, "passport-secret").await);
+}
+
+async fn open(dir: &Path) -> Sesame {
+    let config = Config::for_data_dir(dir).expect("config");
+    Sesame::open(config).await.expect("opens")
+}
+
+async fn stored_secret(sesame: &Sesame, id: &str) -> Option<String> {
+    sesame
+        .store()
+        .client(id)
+        .await
+        .expect("query")
+        .expect("client")
+        .secret_hash
+}
+
+/// Checks whether the client authenticates with `secret`, as the token endpoint does.
+async fn authenticates(dir: &Path, id: &str, secret: &str) -> bool {
+    let sesame = open(dir).await;
+    let credentials = ClientCredentials {
+        client_id: id.to_owned(),
+        secret: Some(secret.to_owned()),
+        via_basic: true,
+    };
+    let result = sesame::grant::client_auth::authenticate(&sesame, &credentials).await;
+    sesame.close().await;
+    result.is_ok()
+}
+
+#[tokio::test]
+async fn resource_server_clients() {
+    let dir = data_dir("");
+    let (code, stdout, stderr) = run_cli(
+        dir.path(),
+        &["client", "--resource-server", "--json"],
+        &[("SESAME_ISSUER", "https://auth.example.com")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let created = json(&stdout);
+    assert_eq!(created["audience"], "https://auth.example.com");
+    assert_eq!(created["grant_types"], serde_json::json!([]));
+    assert_eq!(created["confidential"], true);
+    assert!(created["secret"].is_string());
+
+    let (code, stdout, stderr) = run_cli(
+        dir.path(),
+        &[
+            "client",
+            "--resource-server",
+            "--audience",
+            "https://api.example.com",
+            "--name",
+            "API",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("Audience: https://api.example.com"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Client secret:"), "{stdout}");
+
+    let (code, _, stderr) = run_cli(
+        dir.path(),
+        &[
+            "client",
+            "--client",
+            "--audience",
+            "https://api.example.com",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "--audience needs --resource-server: {stderr}");
+    for bad in ["not a uri", "https://api.example.com/#x", "/relative"] {
+        let (code, _, stderr) = run_cli(
+            dir.path(),
+            &["client", "--resource-server", "--audience", bad],
+            &[],
+        );
+        assert_eq!(code, 1, "{bad}: {stderr}");
+        assert!(stderr.contains("audience"), "{stderr}");
+    }
+    let (_, stdout, _) = run_cli(dir.path(), &["client", "list", "--json"], &[]);
+    let audiences: Vec<Value> = json(&stdout)["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .map(|client| client["audience"].clone())
+        .filter(|audience| !audience.is_null())
+        .collect();
+    assert_eq!(audiences.len(), 2, "{stdout}");
+    assert!(
+        !stdout.contains("secret\":\""),
+        "list never shows secrets: {stdout}"
+    );
+}

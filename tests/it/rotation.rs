@@ -1,0 +1,456 @@
+//! Key rotation: `sesame keys --rotate`, promotion after `SESAME_JWKS_MAX_AGE`, retirement.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sesame::keys::KeyAlgorithm;
+use sesame::store::{ClientKind, KeyState};
+
+use crate::common::{Server, data_dir, decode_parts, run_cli};
+
+/// The JWKS max age of the test servers, in seconds.
+const MAX_AGE: u64 = 60;
+
+async fn start() -> Server {
+    Server::start_with(data_dir(""), |config| {
+        config.jwks_max_age = Duration::from_secs(MAX_AGE);
+    })
+    .await
+}
+
+fn kid_of(token: &str) -> String {
+    let (header, _) = decode_parts(token);
+    header["kid"].as_str().expect("kid").to_owned()
+}
+
+async fn jwks(server: &Server) -> Value {
+    let response = server
+        .http
+        .get(server.url("/oauth/jwks"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("json")
+}
+
+fn jwks_kids(document: &Value) -> Vec<String> {
+    document["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|key| key["kid"].as_str().expect("kid").to_owned())
+        .collect()
+}
+
+async fn key_state(server: &Server, kid: &str) -> KeyState {
+    let records = server.sesame.store().keys().await.expect("keys");
+    let record = records
+        .iter()
+        .find(|record| record.kid == kid)
+        .expect("recorded key");
+    record.key_state()
+}
+
+async fn client(server: &Server) -> (String, String) {
+    server.client(ClientKind::ClientCredentials, None).await
+}
+
+#[tokio::test]
+async fn rotated_key_published_then_signs() {
+    let server = start().await;
+    let (id, secret) = client(&server).await;
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let before = server.client_token(&id, &secret, "").await;
+    let primary_file = server.data_path().join("oauth-private.key");
+    let primary_pem = std::fs::read(&primary_file).expect("primary key");
+
+    let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+
+    assert_ne!(rotated.kid, old_kid);
+    assert_eq!(rotated.alg, KeyAlgorithm::Rs256);
+    assert_eq!(rotated.replaces.as_deref(), Some(old_kid.as_str()));
+    assert_eq!(
+        rotated.path,
+        server.data_path().join(format!("{}.pem", rotated.kid))
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&rotated.path)
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(
+        std::fs::read(&primary_file).expect("primary key"),
+        primary_pem
+    );
+    assert_eq!(key_state(&server, &rotated.kid).await, KeyState::Next);
+
+    let document = jwks(&server).await;
+    let mut published = jwks_kids(&document);
+    published.sort();
+    let mut expected = [old_kid.clone(), rotated.kid.clone()];
+    expected.sort();
+    assert_eq!(published, expected);
+    for key in document["keys"].as_array().expect("keys") {
+        assert_eq!(key["kty"], "RSA");
+        assert_eq!(key["alg"], "RS256");
+        assert_eq!(key["use"], "sig");
+        assert!(key["n"].is_string());
+        assert!(key["e"].is_string());
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "{private} published");
+        }
+    }
+    let waiting = server.client_token(&id, &secret, "").await;
+    assert_eq!(kid_of(&waiting), old_kid, "a next key does not sign yet");
+
+    server.clock.advance(MAX_AGE as i64);
+    let after = server.client_token(&id, &secret, "").await;
+
+    assert_eq!(kid_of(&after), rotated.kid);
+    server.sesame.refresh_keys().await.expect("refresh");
+    assert_eq!(key_state(&server, &rotated.kid).await, KeyState::Current);
+    assert_eq!(key_state(&server, &old_kid).await, KeyState::Previous);
+    assert_eq!(jwks_kids(&jwks(&server).await).len(), 2);
+    for token in [&before, &waiting, &after] {
+        let (status, _, body) = server.get_with("/oauth/userinfo", token).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "valid client token: {body}");
+        assert!(server.sesame.authenticate_bearer(token).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn due_key_signs_inside_a_transaction() {
+    let server = start().await;
+    let (id, secret) = server.client(ClientKind::Password, None).await;
+    server.user("alice", "pw").await;
+    let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+    server.clock.advance(MAX_AGE as i64);
+
+    // The password grant signs inside a write transaction. A promotion that waited for that
+    // transaction's lock would stall for SQLite's busy timeout of 10 s.
+    let started = std::time::Instant::now();
+    let (access, _) = server
+        .password_tokens(&id, &secret, "alice", "pw", "")
+        .await;
+
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(kid_of(&access), rotated.kid);
+    server.sesame.refresh_keys().await.expect("refresh");
+    assert_eq!(key_state(&server, &rotated.kid).await, KeyState::Current);
+    assert!(server.sesame.authenticate_bearer(&access).await.is_ok());
+}
+
+#[tokio::test]
+async fn second_rotation_waits_for_first() {
+    let server = start().await;
+    let first = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+
+    let second = server.sesame.rotate_key(None, 2048).await;
+
+    match second {
+        Err(sesame::Error::RotationPending { kid, .. }) => assert_eq!(kid, first.kid),
+        other => panic!("expected RotationPending, got {other:?}"),
+    }
+    assert_eq!(jwks_kids(&jwks(&server).await).len(), 2);
+    server.clock.advance(MAX_AGE as i64);
+    server.sesame.refresh_keys().await.expect("refresh");
+    let third = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+    assert_eq!(third.replaces.as_deref(), Some(first.kid.as_str()));
+}
+
+#[tokio::test]
+async fn retired_key_tokens_rejected_at_once() {
+    let server = start().await;
+    let (id, secret) = client(&server).await;
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let old_token = server.client_token(&id, &secret, "").await;
+    server.sesame.rotate_key(None, 2048).await.expect("rotate");
+    server.clock.advance(MAX_AGE as i64);
+    let new_token = server.client_token(&id, &secret, "").await;
+    server.sesame.refresh_keys().await.expect("refresh");
+    assert!(server.sesame.authenticate_bearer(&old_token).await.is_ok());
+
+    let retired = server.sesame.retire_key(&old_kid).await.expect("retire");
+
+    assert_eq!(retired.previous_state, KeyState::Previous);
+    assert!(retired.promoted.is_empty());
+    let error = server
+        .sesame
+        .authenticate_bearer(&old_token)
+        .await
+        .expect_err("retired key");
+    assert!(matches!(error, sesame::BearerError::InvalidToken(_)));
+    assert!(!jwks_kids(&jwks(&server).await).contains(&old_kid));
+    let reply = server
+        .post_form(
+            "/oauth/introspect",
+            Some((&id, &secret)),
+            &[("token", &old_token)],
+        )
+        .await;
+    assert_eq!(reply.json(), json!({"active": false}));
+    assert!(server.sesame.authenticate_bearer(&new_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn retired_key_rejected_by_other_node_at_once() {
+    let server = start().await;
+    let (id, secret) = client(&server).await;
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let old_token = server.client_token(&id, &secret, "").await;
+    server.sesame.rotate_key(None, 2048).await.expect("rotate");
+    server.clock.advance(MAX_AGE as i64);
+    server.sesame.refresh_keys().await.expect("refresh");
+    let config = server.node_config();
+    let other_node = sesame::Sesame::open(config).await.expect("second node");
+
+    other_node.retire_key(&old_kid).await.expect("retire");
+
+    let error = server.sesame.authenticate_bearer(&old_token).await;
+    assert!(error.is_err(), "the first node still accepted the token");
+    other_node.close().await;
+}
+
+#[tokio::test]
+async fn retiring_current_key_promotes_waiting_key() {
+    let server = start().await;
+    let (id, secret) = client(&server).await;
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let old_token = server.client_token(&id, &secret, "").await;
+    let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+
+    let retired = server.sesame.retire_key(&old_kid).await.expect("retire");
+
+    assert_eq!(retired.previous_state, KeyState::Current);
+    assert_eq!(retired.promoted, [rotated.kid.as_str()]);
+    assert_eq!(key_state(&server, &rotated.kid).await, KeyState::Current);
+    assert_eq!(server.sesame.signing_key().kid(), rotated.kid);
+    let new_token = server.client_token(&id, &secret, "").await;
+    assert_eq!(kid_of(&new_token), rotated.kid);
+    assert!(server.sesame.authenticate_bearer(&old_token).await.is_err());
+    assert!(server.sesame.authenticate_bearer(&new_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn retiring_only_key_refused() {
+    let server = start().await;
+    let (id, secret) = client(&server).await;
+    let kid = server.sesame.signing_key().kid().to_owned();
+    let token = server.client_token(&id, &secret, "").await;
+
+    let error = server.sesame.retire_key(&kid).await.expect_err("refused");
+
+    assert!(
+        matches!(&error, sesame::Error::LastSigningKey { kid: named } if *named == kid),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("sesame keys --rotate"),
+        "{error}"
+    );
+    assert_eq!(key_state(&server, &kid).await, KeyState::Current);
+    assert!(server.sesame.authenticate_bearer(&token).await.is_ok());
+    let unknown = server.sesame.retire_key("no-such-kid").await;
+    assert!(matches!(unknown, Err(sesame::Error::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn purge_retires_previous_key_once_unused() {
+    let server = start().await;
+    let user_id = server.user("alice", "pw").await;
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let personal = server
+        .sesame
+        .create_token(user_id, "old key", &["read"])
+        .await
+        .expect("pat");
+    server.sesame.rotate_key(None, 2048).await.expect("rotate");
+    server.clock.advance(MAX_AGE as i64);
+    server.sesame.refresh_keys().await.expect("refresh");
+    assert_eq!(key_state(&server, &old_kid).await, KeyState::Previous);
+
+    let options = sesame::purge::PurgeOptions::default();
+    let report = server.sesame.purge(options).await.expect("purge");
+    assert!(
+        report.retired_keys.is_empty(),
+        "the access lifetime has not passed"
+    );
+
+    server.clock.advance(3600 + 61);
+    let report = server.sesame.purge(options).await.expect("purge");
+    assert!(
+        report.retired_keys.is_empty(),
+        "a personal token still uses the key"
+    );
+    assert!(
+        server
+            .sesame
+            .authenticate_bearer(&personal.access_token)
+            .await
+            .is_ok()
+    );
+
+    server
+        .sesame
+        .store()
+        .revoke_personal_token(&personal.token.id, user_id, server.sesame.now())
+        .await
+        .expect("revoke");
+    let report = server.sesame.purge(options).await.expect("purge");
+    assert_eq!(report.retired_keys, [old_kid.as_str()]);
+    assert_eq!(key_state(&server, &old_kid).await, KeyState::Retired);
+    assert!(!jwks_kids(&jwks(&server).await).contains(&old_kid));
+}
+
+#[tokio::test]
+async fn restarted_node_signs_with_rotated_key() {
+    let server = start().await;
+    let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+    server.clock.advance(MAX_AGE as i64);
+    server.sesame.refresh_keys().await.expect("refresh");
+
+    let config = server.node_config();
+    let restarted = sesame::Sesame::open(config).await.expect("reopens");
+
+    assert_eq!(restarted.signing_key().kid(), rotated.kid);
+    assert!(restarted.holds_key(&rotated.kid));
+    restarted.close().await;
+}
+
+#[tokio::test]
+async fn rotation_keeps_algorithm_unless_told() {
+    let dir = data_dir("");
+    let (code, _, stderr) = run_cli(dir.path(), &["keys", "--alg", "es256"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let server = Server::start_with(dir, |_| {}).await;
+
+    let same = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+    assert_eq!(same.alg, KeyAlgorithm::Es256);
+    server
+        .sesame
+        .retire_key(&same.kid)
+        .await
+        .expect("retire next key");
+    let other = server
+        .sesame
+        .rotate_key(Some(KeyAlgorithm::EdDsa), 2048)
+        .await
+        .expect("rotate");
+    assert_eq!(other.alg, KeyAlgorithm::EdDsa);
+}
+
+#[tokio::test]
+async fn maintenance_task_promotes_on_time() {
+    let server = Server::start_with(data_dir(""), |config| {
+        config.jwks_max_age = Duration::from_secs(1);
+    })
+    .await;
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let task = server.sesame.spawn_key_maintenance();
+    let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
+
+    let mut state = KeyState::Next;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        state = key_state(&server, &rotated.kid).await;
+        if state == KeyState::Current {
+            break;
+        }
+    }
+    task.abort();
+
+    assert_eq!(state, KeyState::Current, "not promoted within 10 s");
+    assert_eq!(key_state(&server, &old_kid).await, KeyState::Previous);
+    assert_eq!(server.sesame.signing_key().kid(), rotated.kid);
+}
+
+#[test]
+fn cli_rotates_and_retires() {
+    let dir = data_dir("");
+    // A rotation waits SESAME_JWKS_MAX_AGE, read by each command when it opens the database.
+    let long = [("SESAME_JWKS_MAX_AGE", "600")];
+    let short = [("SESAME_JWKS_MAX_AGE", "1")];
+    let (code, install, stderr) = run_cli(dir.path(), &["install", "--json"], &long);
+    assert_eq!(code, 0, "{stderr}");
+    let install: Value = serde_json::from_str(&install).expect("json");
+    let first_kid = install["kid"].as_str().expect("kid").to_owned();
+
+    let (code, stdout, stderr) = run_cli(dir.path(), &["keys", "--rotate", "--json"], &long);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("PRIVATE KEY"));
+    assert!(!stderr.contains("PRIVATE KEY"));
+    let rotated: Value = serde_json::from_str(&stdout).expect("json");
+    let new_kid = rotated["kid"].as_str().expect("kid").to_owned();
+    assert_eq!(rotated["state"], "next");
+    assert_eq!(rotated["replaces"], first_kid);
+    assert!(dir.path().join(format!("{new_kid}.pem")).exists());
+
+    let (code, _, stderr) = run_cli(dir.path(), &["keys", "--rotate"], &long);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already waiting"), "{stderr}");
+
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, stdout, stderr) = run_cli(
+        dir.path(),
+        &["keys", "--retire", &first_kid, "--now", "--json"],
+        &short,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let retired: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(retired["previous_state"], "previous", "promoted at open");
+
+    let (code, _, stderr) = run_cli(
+        dir.path(),
+        &["keys", "--retire", &first_kid, "--now"],
+        &short,
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already retired"), "{stderr}");
+    let (code, _, stderr) = run_cli(dir.path(), &["keys", "--retire", &new_kid, "--now"], &short);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("sesame keys --rotate"), "{stderr}");
+    for unknown in ["nope", "-starts-with-a-hyphen"] {
+        let (code, _, stderr) =
+            run_cli(dir.path(), &["keys", "--retire", unknown, "--now"], &short);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("key not found: {unknown}")),
+            "{stderr}"
+        );
+    }
+    let (code, _, _) = run_cli(dir.path(), &["keys", "--retire", &new_kid], &short);
+    assert_eq!(code, 2, "--retire needs --now");
+    let (code, _, _) = run_cli(dir.path(), &["keys", "--rotate", "--force"], &short);
+    assert_eq!(code, 2);
+
+    let (code, stdout, stderr) = run_cli(dir.path(), &["token", "--user", "1", "--json"], &short);
+    assert_eq!(code, 1, "no user 1 yet: {stdout}{stderr}");
+    let (code, _, stderr) = run_cli(dir.path(), &["user", "add", "alice"], &short);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) =
+        run_cli(dir.path(), &["token", "--user", "alice", "--json"], &short);
+    assert_eq!(code, 0, "{stderr}");
+    let token: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(
+        kid_of(token["accessToken"].as_str().expect("token")),
+        new_kid
+    );
+
+    let (code, stdout, stderr) = run_cli(dir.path(), &["doctor"], &short);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("key {first_kid} is retired")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{new_kid} (current)")), "{stdout}");
+}
