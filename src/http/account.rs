@@ -3,6 +3,7 @@
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 
 use super::ApiError;
 use crate::app::Sesame;
@@ -11,9 +12,12 @@ use crate::guard::Bearer;
 
 /// The user managing their own account.
 ///
-/// Today the only credential is a bearer token that speaks for a user and carries the
-/// reserved scope `sesame:account`. A request without credentials gets 401, and a token of a
-/// client principal or without the scope gets 403.
+/// Two credentials work: a bearer token that speaks for a user and carries the reserved scope
+/// `sesame:account`, or the sign-in session cookie. With the cookie, every method but GET and
+/// HEAD must also send the session's CSRF token in the `X-CSRF-Token` header (the token pages
+/// carry it), so another site cannot make the browser act. A request without credentials gets
+/// 401; a token of a client principal or without the scope, or a cookie request without a
+/// valid CSRF token, gets 403.
 #[derive(Debug, Clone)]
 pub(crate) struct AccountUser {
     /// The user.
@@ -25,6 +29,8 @@ pub(crate) struct AccountUser {
 enum AccountCredential {
     /// A bearer token carrying `sesame:account`.
     Bearer(Bearer),
+    /// The browser session of the signed-in user.
+    Session,
 }
 
 impl AccountUser {
@@ -33,6 +39,8 @@ impl AccountUser {
     pub fn may_grant(&self, scope: &str) -> bool {
         match &self.credential {
             AccountCredential::Bearer(bearer) => bearer.has_scope(scope),
+            // A signed-in user may give their own tokens any scope, as on the token page.
+            AccountCredential::Session => true,
         }
     }
 }
@@ -45,8 +53,31 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        // TODO: accept the login session cookie with its CSRF token here too, once the login
-        // page exists. A session may then grant every scope its user may have.
+        let has_authorization = parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION);
+        if !has_authorization {
+            let sesame = Sesame::from_ref(state);
+            let session = super::pages::current_session(&sesame, &parts.headers).await?;
+            if let Some((session, user_id)) = session.and_then(|s| s.user_id().map(|id| (s, id))) {
+                let safe = matches!(parts.method, Method::GET | Method::HEAD);
+                let csrf = parts
+                    .headers
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok());
+                if !safe && !session.csrf_matches(csrf) {
+                    return Err(ApiError::Status(
+                        StatusCode::FORBIDDEN,
+                        "invalid_csrf_token",
+                        "send the session's CSRF token in the X-CSRF-Token header".into(),
+                    ));
+                }
+                return Ok(AccountUser {
+                    user_id,
+                    credential: AccountCredential::Session,
+                });
+            }
+        }
         let bearer = Bearer::from_request_parts(parts, state).await?;
         let user_id = bearer.user_id()?;
         bearer.require_all(&[ACCOUNT_SCOPE])?;

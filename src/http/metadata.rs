@@ -29,6 +29,10 @@ pub(crate) enum Feature {
     RefreshTokenGrant,
     /// The password grant (`SESAME_PASSWORD_GRANT`).
     PasswordGrant,
+    /// `GET /oauth/authorize` and the authorization code grant.
+    AuthorizationCodeGrant,
+    /// `POST /oauth/device/code` and the device code grant.
+    DeviceCodeGrant,
 }
 
 /// The metadata document to build.
@@ -48,6 +52,8 @@ pub(crate) fn enabled_features(config: &Config) -> Vec<Feature> {
         Feature::UserInfo,
         Feature::ClientCredentialsGrant,
         Feature::RefreshTokenGrant,
+        Feature::AuthorizationCodeGrant,
+        Feature::DeviceCodeGrant,
     ];
     if config.password_grant {
         features.push(Feature::PasswordGrant);
@@ -57,7 +63,12 @@ pub(crate) fn enabled_features(config: &Config) -> Vec<Feature> {
 
 /// Builds a metadata document. This is the one place that decides what metadata contains, so a
 /// new endpoint or grant is one more [`Feature`] and a few lines here.
-pub(crate) fn document(config: &Config, features: &[Feature], kind: Document) -> Value {
+pub(crate) fn document(
+    config: &Config,
+    features: &[Feature],
+    kind: Document,
+    id_token_alg: &str,
+) -> Value {
     let issuer = config.issuer.as_str();
     let endpoint = |path: &str| Value::String(format!("{issuer}{path}"));
     let has = |feature: Feature| features.contains(&feature);
@@ -69,6 +80,8 @@ pub(crate) fn document(config: &Config, features: &[Feature], kind: Document) ->
     metadata.insert("scopes_supported".into(), json!(advertised_scopes(config)));
 
     let grant_types: Vec<&str> = [
+        (Feature::AuthorizationCodeGrant, "authorization_code"),
+        (Feature::DeviceCodeGrant, crate::store::DEVICE_CODE_GRANT),
         (Feature::ClientCredentialsGrant, "client_credentials"),
         (Feature::RefreshTokenGrant, "refresh_token"),
         (Feature::PasswordGrant, "password"),
@@ -78,9 +91,27 @@ pub(crate) fn document(config: &Config, features: &[Feature], kind: Document) ->
     .map(|(_, grant)| grant)
     .collect();
     metadata.insert("grant_types_supported".into(), json!(grant_types));
-    // RFC 8414 requires this member. No authorization endpoint exists yet, so the list is
-    // empty; the authorization code flow adds "code".
-    metadata.insert("response_types_supported".into(), json!([]));
+    // RFC 8414 requires this member; it is empty when no authorization endpoint exists.
+    let response_types: &[&str] = if has(Feature::AuthorizationCodeGrant) {
+        &["code"]
+    } else {
+        &[]
+    };
+    metadata.insert("response_types_supported".into(), json!(response_types));
+    if has(Feature::AuthorizationCodeGrant) {
+        metadata.insert(
+            "authorization_endpoint".into(),
+            endpoint("/oauth/authorize"),
+        );
+        metadata.insert("response_modes_supported".into(), json!(["query"]));
+        metadata.insert("prompt_values_supported".into(), json!(["none", "consent"]));
+    }
+    if has(Feature::DeviceCodeGrant) {
+        metadata.insert(
+            "device_authorization_endpoint".into(),
+            endpoint("/oauth/device/code"),
+        );
+    }
     metadata.insert(
         "token_endpoint_auth_methods_supported".into(),
         json!(["client_secret_basic", "client_secret_post", "none"]),
@@ -115,10 +146,29 @@ pub(crate) fn document(config: &Config, features: &[Feature], kind: Document) ->
 
     match kind {
         Document::OAuthAuthorizationServer => {}
-        // TODO: add response_types_supported ("code"), subject_types_supported,
-        // id_token_signing_alg_values_supported and claims_supported with the id_token and
-        // the authorization endpoint; OpenID Connect Discovery requires them.
-        Document::OpenIdConfiguration => {}
+        Document::OpenIdConfiguration => {
+            metadata.insert("subject_types_supported".into(), json!(["public"]));
+            metadata.insert(
+                "id_token_signing_alg_values_supported".into(),
+                json!([id_token_alg]),
+            );
+            metadata.insert(
+                "claims_supported".into(),
+                json!([
+                    "iss",
+                    "sub",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "nonce",
+                    "at_hash",
+                    "name",
+                    "preferred_username",
+                    "email"
+                ]),
+            );
+        }
     }
     Value::Object(metadata)
 }
@@ -138,7 +188,8 @@ fn advertised_scopes(config: &Config) -> Vec<String> {
 
 fn respond(sesame: &Sesame, kind: Document) -> Response {
     let config = sesame.config();
-    let body = document(config, &enabled_features(config), kind);
+    let id_token_alg = sesame.signing_key().alg().name();
+    let body = document(config, &enabled_features(config), kind, id_token_alg);
     let mut response = axum::Json(body).into_response();
     // Metadata changes only with the configuration; caches may keep it as long as the JWKS.
     let max_age = config.jwks_max_age.as_secs();

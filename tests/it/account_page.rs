@@ -88,3 +88,51 @@ async fn signed_out_visitor_sent_to_login() {
         0
     );
 }
+
+#[tokio::test]
+async fn json_api_accepts_session_with_csrf_header() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+    let browser = Browser::new(&server);
+    browser.sign_in("alice", "pw", "/account/tokens").await;
+    let csrf = browser.get("/account/tokens").await.field("_csrf");
+    let url = server.url("/oauth/personal-access-tokens");
+
+    let listed = browser.http.get(&url).send().await.expect("list");
+    assert_eq!(listed.status(), StatusCode::OK);
+    let body = serde_json::json!({"name": "from the page", "scopes": ["read"]});
+    let forged = browser
+        .http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN, "no CSRF header");
+    let wrong = browser
+        .http
+        .post(&url)
+        .header("x-csrf-token", "nope")
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM oauth_access_tokens")
+            .await,
+        0
+    );
+    let created = browser
+        .http
+        .post(&url)
+        .header("x-csrf-token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let anonymous = server.http.get(&url).send().await.expect("list");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}

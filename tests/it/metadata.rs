@@ -37,7 +37,13 @@ async fn metadata_lists_existing_endpoints() {
         assert_eq!(body["userinfo_endpoint"], url("/oauth/userinfo"));
         assert_eq!(
             body["grant_types_supported"],
-            json!(["client_credentials", "refresh_token", "password"])
+            json!([
+                "authorization_code",
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "client_credentials",
+                "refresh_token",
+                "password"
+            ])
         );
         assert_eq!(
             body["token_endpoint_auth_methods_supported"],
@@ -50,12 +56,12 @@ async fn metadata_lists_existing_endpoints() {
         assert!(body["revocation_endpoint_auth_methods_supported"].is_array());
         assert_eq!(body["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(body["authorization_response_iss_parameter_supported"], true);
-        assert_eq!(body["response_types_supported"], json!([]));
-        assert!(
-            body.get("authorization_endpoint").is_none(),
-            "no authorization endpoint exists yet"
+        assert_eq!(body["response_types_supported"], json!(["code"]));
+        assert_eq!(body["authorization_endpoint"], url("/oauth/authorize"));
+        assert_eq!(
+            body["device_authorization_endpoint"],
+            url("/oauth/device/code")
         );
-        assert!(body.get("device_authorization_endpoint").is_none());
     }
 }
 
@@ -83,12 +89,39 @@ async fn scopes_exclude_reserved_account_scope() {
 }
 
 #[tokio::test]
+async fn openid_configuration_has_discovery_fields() {
+    let server = Server::start().await;
+    let body = get(&server, "/.well-known/openid-configuration")
+        .await
+        .json();
+    assert_eq!(body["subject_types_supported"], json!(["public"]));
+    assert_eq!(
+        body["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+    assert!(
+        body["claims_supported"]
+            .as_array()
+            .is_some_and(|c| c.contains(&json!("nonce")))
+    );
+    let oauth = get(&server, "/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert!(oauth.get("subject_types_supported").is_none());
+}
+
+#[tokio::test]
 async fn disabled_password_grant_not_advertised() {
     let server = Server::start_with(data_dir("password_grant = false\n"), |_| {}).await;
     let body = get(&server, DOCUMENTS[0]).await.json();
     assert_eq!(
         body["grant_types_supported"],
-        json!(["client_credentials", "refresh_token"])
+        json!([
+            "authorization_code",
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "client_credentials",
+            "refresh_token"
+        ])
     );
 }
 
