@@ -50,7 +50,22 @@ pub fn validate_redirect_uri(uri: &str) -> Result<()> {
     if uri.contains('#') {
         return Err(invalid("has a fragment"));
     }
+    // Redirects send the URI in a Location header, which must be ASCII.
+    if !uri.is_ascii() {
+        return Err(invalid(
+            "contains non-ASCII characters; percent-encode them",
+        ));
+    }
     let parsed = url::Url::parse(uri).map_err(|_| invalid("is not an absolute URI"))?;
+    let response_parameters = ["code", "state", "iss", "error", "error_description"];
+    if parsed
+        .query_pairs()
+        .any(|(name, _)| response_parameters.contains(&name.as_ref()))
+    {
+        return Err(invalid(
+            "carries an authorization response parameter in its query",
+        ));
+    }
     let scheme = parsed.scheme();
     if FORBIDDEN_SCHEMES.contains(&scheme) {
         return Err(invalid(&format!("uses the forbidden scheme {scheme:?}")));

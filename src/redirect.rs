@@ -4,69 +4,10 @@
 //! Matching is a byte-for-byte comparison with no normalisation (RFC 9700 §4.1.3), except
 //! that a loopback IP literal with the `http` scheme may use any port (RFC 8252 §7.3).
 
-/// Parameters an authorization response adds; a registered URI must not carry them.
-const RESPONSE_PARAMETERS: &[&str] = &["code", "state", "iss", "error", "error_description"];
-
-/// Checks a redirect URI for registration: absolute, no fragment, no user information;
-/// https, http on a loopback IP literal or `localhost`, or a private-use scheme with a dot
-/// (`com.example.app:/callback`, RFC 8252 §7.1). Returns the reason on rejection.
+/// Checks a redirect URI for registration: one rule set for the CLI and the clients API,
+/// [`crate::clients::validate_redirect_uri`]. Returns the reason on rejection.
 pub fn validate_registration(uri: &str) -> Result<(), String> {
-    if uri.len() > 2000 {
-        return Err("a redirect URI may have at most 2000 characters".into());
-    }
-    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!(
-            "redirect URI {uri:?} contains whitespace or control characters"
-        ));
-    }
-    let parsed =
-        url::Url::parse(uri).map_err(|_| format!("redirect URI {uri:?} is not absolute"))?;
-    if uri.contains('#') {
-        return Err(format!("redirect URI {uri:?} must not have a fragment"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(format!(
-            "redirect URI {uri:?} must not contain user information"
-        ));
-    }
-    let scheme = parsed.scheme();
-    match scheme {
-        "https" => {}
-        "http" if is_loopback_host(&parsed) => {}
-        "http" => {
-            return Err(format!(
-                "redirect URI {uri:?} must use https unless it is loopback"
-            ));
-        }
-        "javascript" | "data" | "vbscript" | "file" | "blob" | "about" => {
-            return Err(format!("redirect URI scheme {scheme:?} is not allowed"));
-        }
-        private if private.contains('.') => {}
-        other => {
-            return Err(format!(
-                "redirect URI scheme {other:?} is not allowed; use https, loopback http or a \
-                 reverse-domain private scheme such as com.example.app"
-            ));
-        }
-    }
-    if parsed
-        .query_pairs()
-        .any(|(name, _)| RESPONSE_PARAMETERS.contains(&name.as_ref()))
-    {
-        return Err(format!(
-            "redirect URI {uri:?} must not carry authorization response parameters"
-        ));
-    }
-    Ok(())
-}
-
-fn is_loopback_host(parsed: &url::Url) -> bool {
-    match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain == "localhost",
-        None => false,
-    }
+    crate::clients::validate_redirect_uri(uri).map_err(|error| error.to_string())
 }
 
 /// Returns the registered URI that `requested` matches, if any.
@@ -198,6 +139,7 @@ mod tests {
             "https://user:pw@client.example/cb",
             "/relative",
             "myapp:/cb",
+            "https://client.example/callb\u{e4}ck",
             "https://client.example/cb?code=evil",
             "https://client.example/cb?state=x",
         ] {
