@@ -193,9 +193,12 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         return Err(malformed());
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_request(
-            "clients authenticate only with HTTP Basic or in the body",
-        ));
+        // Another scheme is a failed client authentication (RFC 6749 §5.2), so the answer is
+        // 401 with the Basic challenge that says how to authenticate.
+        let mut error =
+            OAuthError::invalid_client("clients authenticate only with HTTP Basic or in the body");
+        error.basic_challenge = true;
+        return Err(error);
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())

@@ -46,6 +46,17 @@ pub(crate) async fn create(
             format!("the body must be JSON {{\"name\": ..., \"scopes\": [...]}}: {error}"),
         )
     })?;
+    if let Some(unknown) = request
+        .scopes
+        .iter()
+        .find(|scope| sesame.config().scope_description(scope).is_none())
+    {
+        return Err(ApiError::Status(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("unknown scope {unknown:?}"),
+        ));
+    }
     if let Some(extra) = request
         .scopes
         .iter()

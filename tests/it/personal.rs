@@ -113,7 +113,11 @@ async fn cannot_mint_more_scopes_than_held() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "insufficient_scope");
     let (status, body) = create(&server, &token, json!({"name": "x", "scopes": ["*"]})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"], "invalid_scope",
+        "an unknown scope is invalid, not withheld"
+    );
     assert_eq!(server.counts().await, before);
 }
 
