@@ -359,11 +359,12 @@ async fn maintenance_task_promotes_on_time() {
     let task = server.sesame.spawn_key_maintenance();
     let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
 
+    // The stored state changes first; this node's signing key follows at its next refresh.
     let mut state = KeyState::Next;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         state = key_state(&server, &rotated.kid).await;
-        if state == KeyState::Current {
+        if state == KeyState::Current && server.sesame.signing_key().kid() == rotated.kid {
             break;
         }
     }
