@@ -30,7 +30,7 @@ const MAX_NONCE_CHARS: usize = 512;
 pub struct AuthorizationRequest {
     /// The client.
     pub client: ClientRecord,
-    /// Where the response goes.
+    /// The redirect URI the response goes to.
     pub redirect_uri: String,
     /// Whether the request named the redirect URI (the token request must then repeat it).
     pub redirect_uri_given: bool,
@@ -46,7 +46,7 @@ pub struct AuthorizationRequest {
     pub prompt: Option<String>,
 }
 
-/// Why an authorization request failed.
+/// The failure of an authorization request.
 #[derive(Debug)]
 pub enum AuthorizeError {
     /// The client or redirect URI cannot be trusted: show an error page, never redirect.
@@ -214,7 +214,7 @@ pub async fn check_request(
     })
 }
 
-/// Whether `text` has the shape of an S256 challenge: 43 base64url characters.
+/// Checks that `text` has the shape of an S256 challenge: 43 base64url characters.
 fn is_s256_challenge(text: &str) -> bool {
     text.len() == 43
         && text
@@ -222,7 +222,7 @@ fn is_s256_challenge(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Whether `text` is a valid PKCE verifier: 43 to 128 unreserved characters (RFC 7636 §4.1).
+/// Checks that `text` is a valid PKCE verifier: 43 to 128 unreserved characters (RFC 7636 §4.1).
 fn is_verifier(text: &str) -> bool {
     (43..=128).contains(&text.len())
         && text
@@ -230,12 +230,12 @@ fn is_verifier(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// What the user approved: the parts of an authorization request a code carries.
+/// The approved parts of an authorization request, which a code carries.
 #[derive(Clone, Copy, Debug)]
 pub struct Approval<'a> {
     /// The client.
     pub client_id: &'a str,
-    /// Where the response goes.
+    /// The redirect URI the response goes to.
     pub redirect_uri: &'a str,
     /// Whether the request named the redirect URI.
     pub redirect_uri_given: bool,
@@ -250,7 +250,7 @@ pub struct Approval<'a> {
 }
 
 impl AuthorizationRequest {
-    /// The parts of this request a code carries.
+    /// Returns the parts of this request a code carries.
     pub fn approval(&self) -> Approval<'_> {
         Approval {
             client_id: &self.client.id,

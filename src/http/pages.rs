@@ -75,7 +75,7 @@ pub(crate) fn render(status: StatusCode, template: &str, context: minijinja::Val
     }
 }
 
-/// A page with a title and one message, such as an authorization error.
+/// Renders a page with a title and one message, such as an authorization error.
 pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
     let context = minijinja::context! { title, message, kind => "error" };
     render(status, "message.html", context)
@@ -92,7 +92,7 @@ pub(crate) fn with_page_headers(mut response: Response) -> Response {
     response
 }
 
-/// A `303 See Other` redirect, so a browser follows a form post with a GET and never
+/// Redirects with `303 See Other`, so a browser follows a form post with a GET and never
 /// re-posts credentials (RFC 9700 §4.12).
 pub(crate) fn see_other(location: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
@@ -102,7 +102,7 @@ pub(crate) fn see_other(location: &str) -> Response {
     with_page_headers(response)
 }
 
-/// A 429 page with `Retry-After`.
+/// Renders a 429 page with `Retry-After`.
 pub(crate) fn too_many_attempts(retry_after: i64, title: &str) -> Response {
     let message = format!("Too many failed attempts. Try again in {retry_after} seconds.");
     let mut response = message_page(StatusCode::TOO_MANY_REQUESTS, title, &message);
@@ -112,7 +112,7 @@ pub(crate) fn too_many_attempts(retry_after: i64, title: &str) -> Response {
     response
 }
 
-/// Answers an internal failure on a page, logging the detail.
+/// Renders a generic error page for an internal failure and logs the detail under an id.
 pub(crate) fn internal_page(error: &Error) -> Response {
     let error_id = uuid::Uuid::new_v4().simple().to_string();
     let error_id = &error_id[..12];
@@ -131,7 +131,7 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// The signed-in user, if any.
+    /// Returns the signed-in user, if any.
     pub(crate) fn user_id(&self) -> Option<i64> {
         self.record.user_id
     }
@@ -291,7 +291,7 @@ where
 }
 
 impl ClientAddress {
-    /// The key under which failures from this address are counted.
+    /// Returns the key under which failures from this address are counted.
     pub(crate) fn key(&self, purpose: &str) -> String {
         match self.0 {
             Some(ip) => format!("{purpose}:addr:{ip}"),
