@@ -146,6 +146,23 @@ def sign_in(driver, username: str, password: str) -> None:
     wait(driver).until(conditions.staleness_of(submit))
 
 
+def click_button(driver, element_id: str) -> None:
+    """Click the button with `element_id` once it is clickable.
+
+    Chromium can answer "Node with given id does not belong to the document" when the page
+    is replaced between finding a button and clicking it, so a click that fails that way is
+    tried again on the button of the current page, up to three times.
+    """
+    for attempt in range(3):
+        button = wait(driver).until(conditions.element_to_be_clickable((By.ID, element_id)))
+        try:
+            button.click()
+            return
+        except WebDriverException:
+            if attempt == 2:
+                raise
+
+
 def page_text(driver) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
 
@@ -230,7 +247,7 @@ def test_approve_lands_on_redirect_uri(
     assert "profile" in text
     save_full_page(driver, screenshot_dir / "consent-desktop.png")
     check_on_phone(driver, screenshot_dir / "consent-phone.png", ["approve", "deny"])
-    approve.click()
+    click_button(driver, "approve")
     landed = land_on_redirect_uri(driver, redirect_receiver.url)
 
     received = redirect_receiver.wait_for_state(state)
@@ -259,7 +276,7 @@ def test_deny_lands_with_access_denied(
 
     driver.get(url)
     sign_in(driver, user["name"], PASSWORD)
-    wait(driver).until(conditions.element_to_be_clickable((By.ID, "deny"))).click()
+    click_button(driver, "deny")
     landed = land_on_redirect_uri(driver, redirect_receiver.url)
 
     received = redirect_receiver.wait_for_state(state)
@@ -362,7 +379,7 @@ def test_sign_out_ends_session(sesame, driver, user):
     sign_in(driver, user["name"], PASSWORD)
     logout = wait(driver).until(conditions.element_to_be_clickable((By.ID, "logout")))
 
-    logout.click()
+    click_button(driver, "logout")
 
     wait(driver).until(path_is("/login"))
     driver.get(f"{sesame.issuer}/account/tokens")
@@ -397,7 +414,7 @@ def test_device_approved_in_browser(sesame, verifier, oauth_session, driver, use
         assert "read" in text
         assert "profile" in text
         assert authorization["user_code"] in text
-        approve.click()
+        click_button(driver, "approve")
         wait(driver).until(
             conditions.text_to_be_present_in_element((By.TAG_NAME, "main"), "Device connected")
         )
@@ -423,7 +440,7 @@ def test_device_denied_in_browser(sesame, oauth_session, driver, user):
         )
         assert code_field.get_property("value") == authorization["user_code"]
         driver.find_element(By.CSS_SELECTOR, "button[value='lookup']").click()
-        wait(driver).until(conditions.element_to_be_clickable((By.ID, "deny"))).click()
+        click_button(driver, "deny")
         wait(driver).until(
             conditions.text_to_be_present_in_element((By.TAG_NAME, "main"), "Request denied")
         )
