@@ -134,7 +134,7 @@ impl KeyRing {
         state.next_due = records
             .iter()
             .filter(|record| record.key_state() == KeyState::Next)
-            .map(|record| record.updated_at.saturating_add(max_age))
+            .map(|record| record.updated_at.saturating_add(max_age).saturating_add(1))
             .min();
         state.records = records;
         state.max_age = max_age;
@@ -163,9 +163,11 @@ fn choose_signing_key(
     newest_current.or_else(|| unrecorded.then(|| primary.clone()))
 }
 
-/// Checks whether a `next` key has been recorded for `max_age` seconds at `now`.
+/// Checks whether a `next` key has been recorded for `max_age` seconds at `now`. Times are
+/// whole seconds, so a key is due only once more than `max_age` seconds have passed on the
+/// clock; otherwise it could sign up to a second before caching verifiers have seen it.
 fn is_due(record: &KeyRecord, now: i64, max_age: i64) -> bool {
-    record.key_state() == KeyState::Next && record.updated_at.saturating_add(max_age) <= now
+    record.key_state() == KeyState::Next && record.updated_at.saturating_add(max_age) < now
 }
 
 /// Returns the key states as they are once every due `next` key is promoted.

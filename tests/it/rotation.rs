@@ -109,7 +109,7 @@ async fn rotated_key_published_then_signs() {
     let waiting = server.client_token(&id, &secret, "").await;
     assert_eq!(kid_of(&waiting), old_kid, "a next key does not sign yet");
 
-    server.clock.advance(MAX_AGE as i64);
+    server.clock.advance(MAX_AGE as i64 + 1);
     let after = server.client_token(&id, &secret, "").await;
 
     assert_eq!(kid_of(&after), rotated.kid);
@@ -130,7 +130,7 @@ async fn due_key_signs_inside_a_transaction() {
     let (id, secret) = server.client(ClientKind::Password, None).await;
     server.user("alice", "pw").await;
     let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
-    server.clock.advance(MAX_AGE as i64);
+    server.clock.advance(MAX_AGE as i64 + 1);
 
     // The password grant signs inside a write transaction. A promotion that waited for that
     // transaction's lock would stall for SQLite's busy timeout of 10 s.
@@ -162,7 +162,7 @@ async fn second_rotation_waits_for_first() {
         other => panic!("expected RotationPending, got {other:?}"),
     }
     assert_eq!(jwks_kids(&jwks(&server).await).len(), 2);
-    server.clock.advance(MAX_AGE as i64);
+    server.clock.advance(MAX_AGE as i64 + 1);
     server.sesame.refresh_keys().await.expect("refresh");
     let third = server.sesame.rotate_key(None, 2048).await.expect("rotate");
     assert_eq!(third.replaces.as_deref(), Some(first.kid.as_str()));
@@ -175,7 +175,7 @@ async fn retired_key_tokens_rejected_at_once() {
     let old_kid = server.sesame.signing_key().kid().to_owned();
     let old_token = server.client_token(&id, &secret, "").await;
     server.sesame.rotate_key(None, 2048).await.expect("rotate");
-    server.clock.advance(MAX_AGE as i64);
+    server.clock.advance(MAX_AGE as i64 + 1);
     let new_token = server.client_token(&id, &secret, "").await;
     server.sesame.refresh_keys().await.expect("refresh");
     assert!(server.sesame.authenticate_bearer(&old_token).await.is_ok());
@@ -209,7 +209,7 @@ async fn retired_key_rejected_by_other_node_at_once() {
     let old_kid = server.sesame.signing_key().kid().to_owned();
     let old_token = server.client_token(&id, &secret, "").await;
     server.sesame.rotate_key(None, 2048).await.expect("rotate");
-    server.clock.advance(MAX_AGE as i64);
+    server.clock.advance(MAX_AGE as i64 + 1);
     server.sesame.refresh_keys().await.expect("refresh");
     let config = server.node_config();
     let other_node = sesame::Sesame::open(config).await.expect("second node");
@@ -275,7 +275,7 @@ async fn purge_retires_previous_key_once_unused() {
         .await
         .expect("pat");
     server.sesame.rotate_key(None, 2048).await.expect("rotate");
-    server.clock.advance(MAX_AGE as i64);
+    server.clock.advance(MAX_AGE as i64 + 1);
     server.sesame.refresh_keys().await.expect("refresh");
     assert_eq!(key_state(&server, &old_kid).await, KeyState::Previous);
 
@@ -316,7 +316,7 @@ async fn purge_retires_previous_key_once_unused() {
 async fn restarted_node_signs_with_rotated_key() {
     let server = start().await;
     let rotated = server.sesame.rotate_key(None, 2048).await.expect("rotate");
-    server.clock.advance(MAX_AGE as i64);
+    server.clock.advance(MAX_AGE as i64 + 1);
     server.sesame.refresh_keys().await.expect("refresh");
 
     let config = server.node_config();
@@ -400,7 +400,9 @@ fn cli_rotates_and_retires() {
     assert_eq!(code, 1);
     assert!(stderr.contains("already waiting"), "{stderr}");
 
-    std::thread::sleep(Duration::from_millis(1100));
+    // Key times are whole seconds and a key is due once more than the max age has passed,
+    // which takes up to two seconds.
+    std::thread::sleep(Duration::from_millis(2100));
     let (code, stdout, stderr) = run_cli(
         dir.path(),
         &["keys", "--retire", &first_kid, "--now", "--json"],
