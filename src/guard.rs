@@ -1,4 +1,4 @@
-//! Protecting APIs: the [`Bearer`] extractor and scope checks, answering as RFC 6750 §3.1 says.
+//! Protecting APIs: the [`Bearer`] extractor and scope checks, responding as RFC 6750 §3.1 specifies.
 
 use std::marker::PhantomData;
 
@@ -43,7 +43,7 @@ pub struct Bearer {
 }
 
 impl Bearer {
-    /// Whether the token carries `scope`.
+    /// Checks whether the token carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|granted| granted == scope)
     }

@@ -155,7 +155,7 @@ async fn submit_inner(
             Some(message),
         ));
     };
-    // A form that says DELETE denies, whatever else it says, as on the consent page.
+    // A form with `_method=DELETE` denies, whatever its other fields, as on the consent page.
     let deny = form
         .get("_method")
         .is_some_and(|m| m.eq_ignore_ascii_case("DELETE"))

@@ -15,7 +15,7 @@ use crate::grant::{OAuthError, Params};
 
 use super::MAX_BODY_BYTES;
 
-/// The most parameters a form may carry.
+/// The maximum number of parameters in one form.
 const MAX_PARAMS: usize = 64;
 
 /// A form-encoded OAuth request body.
@@ -193,8 +193,8 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         return Err(malformed());
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        // Another scheme is a failed client authentication (RFC 6749 §5.2), so the answer is
-        // 401 with the Basic challenge that says how to authenticate.
+        // Another scheme is a failed client authentication (RFC 6749 §5.2), so the response is
+        // 401 with the Basic challenge that names the expected scheme.
         let mut error =
             OAuthError::invalid_client("clients authenticate only with HTTP Basic or in the body");
         error.basic_challenge = true;

@@ -9,7 +9,7 @@ use super::no_store;
 use crate::app::Sesame;
 use crate::grant::{self, GrantError, OAuthError};
 
-/// Authenticates the client, dispatches on `grant_type` and answers with tokens or an
+/// Authenticates the client, dispatches on `grant_type` and responds with tokens or an
 /// RFC 6749 §5.2 error, always with `Cache-Control: no-store`.
 pub(crate) async fn token(
     State(sesame): State<Sesame>,
@@ -36,7 +36,7 @@ pub(crate) async fn token(
         }
         Err(error) => {
             if let GrantError::OAuth(oauth) = &error {
-                tracing::debug!(grant_type, error = oauth.code, "token request refused");
+                tracing::debug!(grant_type, error = oauth.code, "token request rejected");
             }
             error.into_response()
         }

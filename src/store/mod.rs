@@ -228,7 +228,7 @@ impl Store {
         })
     }
 
-    /// Checks that the database answers a trivial query.
+    /// Runs a trivial query to check that the database responds.
     ///
     /// # Errors
     ///
@@ -244,7 +244,7 @@ impl Store {
     }
 }
 
-/// How the database schema compares with this binary's migrations.
+/// The state of the database schema relative to this binary's migrations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaStatus {
     /// Every migration is applied.
@@ -265,7 +265,7 @@ fn connect_error(url: &str, error: sqlx::Error) -> Error {
     }
 }
 
-/// Whether a database error says the database is read-only.
+/// Checks whether a database error reports a read-only database.
 pub(crate) fn is_read_only(error: &Error) -> bool {
     let Error::Database(sqlx::Error::Database(db)) = error else {
         return false;
@@ -281,7 +281,7 @@ pub(crate) fn is_read_only(error: &Error) -> bool {
     }
 }
 
-/// Whether a database error is a unique-constraint violation.
+/// Checks whether a database error is a unique-constraint violation.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }

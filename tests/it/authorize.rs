@@ -110,7 +110,8 @@ async fn full_flow_issues_tokens() {
         .fetch_one(server.sesame.store().pool())
         .await
         .expect("row");
-    assert!(stored.starts_with("sha256:") && !stored.contains(&code));
+    assert!(stored.starts_with("sha256:"));
+    assert!(!stored.contains(&code));
 }
 
 #[tokio::test]
@@ -327,7 +328,8 @@ async fn long_hostile_state_echoed_encoded() {
     assert!(!consent.body.contains("<script>\""), "state reflected raw");
     let done = browser.decide(&consent, true).await;
     let location = done.location.expect("location");
-    assert!(!location.contains('\n') && !location.contains('<'));
+    assert!(!location.contains('\n'));
+    assert!(!location.contains('<'));
     assert_eq!(
         query_param(&location, "state").as_deref(),
         Some(state.as_str())
