@@ -21,7 +21,7 @@ import pytest
 from authlib.common.security import generate_token
 from conftest import DevicePoller, query_of, request_device_code
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as conditions
@@ -123,8 +123,31 @@ def user(sesame):
     return sesame.add_user(PASSWORD, email="browser@example.test")
 
 
-def wait(driver) -> WebDriverWait:
-    return WebDriverWait(driver, WAIT_SECONDS)
+class PageWait:
+    """Wait for a condition, asking again while Chromium is between two pages.
+
+    During a page swap Chromium can answer "Node with given id does not belong to the
+    document" for an element found a moment before; that answer means "not yet", like a
+    stale element, so the condition is asked again instead of failing the test.
+    """
+
+    def __init__(self, driver):
+        self.inner = WebDriverWait(driver, WAIT_SECONDS)
+
+    def until(self, condition):
+        def patient(driver):
+            try:
+                return condition(driver)
+            except WebDriverException as error:
+                if is_detached(error):
+                    return False
+                raise
+
+        return self.inner.until(patient)
+
+
+def wait(driver) -> PageWait:
+    return PageWait(driver)
 
 
 def path_is(path: str):
@@ -142,8 +165,39 @@ def sign_in(driver, username: str, password: str) -> None:
     username_field.send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
     submit = driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button[type='submit']")
-    submit.click()
-    wait(driver).until(conditions.staleness_of(submit))
+    submit_page(driver, submit)
+
+
+def is_detached(error: WebDriverException) -> bool:
+    """Tell whether `error` is Chromium saying the element left the document."""
+    return "does not belong to the document" in (error.msg or "")
+
+
+def left_page(element):
+    """Return a wait condition: `element` no longer belongs to the page the browser shows.
+
+    While a form submission swaps the page, Chromium can answer "Node with given id does not
+    belong to the document" instead of a stale-element error; both mean the old page is gone.
+    """
+
+    def check(_driver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if is_detached(error):
+                return True
+            raise
+        return False
+
+    return check
+
+
+def submit_page(driver, button) -> None:
+    """Click a button that submits its form and wait until the next page replaced it."""
+    button.click()
+    wait(driver).until(left_page(button))
 
 
 def click_button(driver, element_id: str) -> None:
@@ -158,8 +212,8 @@ def click_button(driver, element_id: str) -> None:
         try:
             button.click()
             return
-        except WebDriverException:
-            if attempt == 2:
+        except WebDriverException as error:
+            if attempt == 2 or not is_detached(error):
                 raise
 
 
@@ -338,8 +392,7 @@ def test_personal_access_token_page(
     assert response.status_code == 200
     assert response.json()["email"] == "browser@example.test"
 
-    revoke.click()
-    wait(driver).until(conditions.staleness_of(revoke))
+    submit_page(driver, revoke)
     wait(driver).until(path_is("/account/tokens"))
     assert driver.find_elements(By.CSS_SELECTOR, f"button[aria-label='{revoke_label}']") == []
     assert driver.find_elements(By.ID, "new-token") == []
