@@ -126,9 +126,9 @@ def user(sesame):
 class PageWait:
     """Wait for a condition, asking again while Chromium is between two pages.
 
-    During a page swap Chromium can answer "Node with given id does not belong to the
-    document" for an element found a moment before; that answer means "not yet", like a
-    stale element, so the condition is asked again instead of failing the test.
+    During a page swap Chromium can return "Node with given id does not belong to the
+    document" for an element found a moment before. Like a stale element, that error means
+    the next page is not ready yet, so the condition is checked again.
     """
 
     def __init__(self, driver):
@@ -176,8 +176,8 @@ def is_detached(error: WebDriverException) -> bool:
 def left_page(element):
     """Return a wait condition: `element` no longer belongs to the page the browser shows.
 
-    While a form submission swaps the page, Chromium can answer "Node with given id does not
-    belong to the document" instead of a stale-element error; both mean the old page is gone.
+    While a form submission swaps the page, Chromium can return "Node with given id does not
+    belong to the document" instead of a stale-element error. Both mean the old page is gone.
     """
 
     def check(_driver) -> bool:
@@ -203,7 +203,7 @@ def submit_page(driver, button) -> None:
 def click_button(driver, element_id: str) -> None:
     """Click the button with `element_id` once it is clickable.
 
-    Chromium can answer "Node with given id does not belong to the document" when the page
+    Chromium can return "Node with given id does not belong to the document" when the page
     is replaced between finding a button and clicking it, so a click that fails that way is
     tried again on the button of the current page, up to three times.
     """
