@@ -12,6 +12,8 @@ mod install;
 mod introspect;
 mod keys;
 mod metadata;
+mod multinode;
+mod nodes;
 mod personal;
 mod purge;
 mod revoke;
