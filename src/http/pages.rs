@@ -112,8 +112,21 @@ pub(crate) fn too_many_attempts(retry_after: i64, title: &str) -> Response {
     response
 }
 
-/// Renders a generic error page for an internal failure and logs the detail under an id.
+/// Renders a generic error page for an internal failure and logs the detail under an id. A
+/// database that cannot be reached gets a 503 page with `Retry-After` instead.
 pub(crate) fn internal_page(error: &Error) -> Response {
+    if error.is_unavailable() {
+        tracing::warn!(%error, "database unavailable");
+        let mut response = message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "The server cannot reach its database. Try again in a moment.",
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
     let error_id = uuid::Uuid::new_v4().simple().to_string();
     let error_id = &error_id[..12];
     tracing::error!(error_id, %error, "internal error");

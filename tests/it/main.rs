@@ -11,6 +11,7 @@ mod guard;
 mod install;
 mod introspect;
 mod keys;
+mod lost_database;
 mod metadata;
 mod multinode;
 mod nodes;

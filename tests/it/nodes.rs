@@ -54,7 +54,7 @@ pub struct Node {
     child: Child,
     pub base: String,
     pub http: reqwest::Client,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// What became of a `sesame serve` that was started.
@@ -130,12 +130,17 @@ impl Node {
             child,
             base,
             http,
-            _dir: dir,
+            dir,
         })
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Returns the node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
 }
 
