@@ -195,7 +195,21 @@ impl Store {
     /// [`Error::SchemaTooNew`] when the database has migrations this binary does not know;
     /// [`Error::Migrate`] for any other failure.
     pub async fn migrate(&self) -> Result<()> {
-        self.migrator().run(&self.pool).await?;
+        if self.backend != Backend::MySql {
+            self.migrator().run(&self.pool).await?;
+            return Ok(());
+        }
+        // sqlx 0.8 locks a MySQL database with `GET_LOCK(name, -1)` and ignores the result,
+        // but MariaDB rejects a negative timeout (it returns NULL), so nodes starting together
+        // would apply the same migration at once. The lock taken here works on both.
+        let mut connection = self.pool.acquire().await?;
+        lock_mysql_migrations(&mut connection).await?;
+        let migrated = self.migrator().run(&mut *connection).await;
+        let released = sqlx::query(&format!("SELECT RELEASE_LOCK({MYSQL_MIGRATION_LOCK})"))
+            .execute(&mut *connection)
+            .await;
+        migrated?;
+        released?;
         Ok(())
     }
 
@@ -241,6 +255,30 @@ impl Store {
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The name of the MySQL lock that serializes migrations of one database. `GET_LOCK` names
+/// are server-wide and at most 64 characters, so the name includes the database, truncated.
+const MYSQL_MIGRATION_LOCK: &str = "LEFT(CONCAT('sesame_migrate:', DATABASE()), 64)";
+
+/// Waits for the MySQL migration lock of the connection's database, for as long as another
+/// node holds it, as PostgreSQL's advisory lock waits.
+async fn lock_mysql_migrations(connection: &mut sqlx::AnyConnection) -> Result<()> {
+    let statement = format!("SELECT GET_LOCK({MYSQL_MIGRATION_LOCK}, 10)");
+    loop {
+        let locked: Option<i64> = sqlx::query_scalar(&statement)
+            .fetch_one(&mut *connection)
+            .await?;
+        match locked {
+            Some(1) => return Ok(()),
+            Some(_) => tracing::info!("waiting for another node to finish migrating"),
+            None => {
+                return Err(Error::Database(sqlx::Error::Protocol(
+                    "GET_LOCK returned NULL, so migrations cannot be locked".into(),
+                )));
+            }
+        }
     }
 }
 
