@@ -7,6 +7,7 @@ mod cli_clients;
 mod clients_api;
 mod common;
 mod concurrent_install;
+mod crash;
 mod device;
 mod guard;
 mod install;

@@ -1,9 +1,10 @@
 //! `sesame serve` child processes: the nodes of the multi-node, install, crash and outage
 //! tests. Every node listens on a loopback port of its own and writes its log to
-//! `serve.log` in its data directory; a node that exits before it listens fails the test with
+//! `serve.log` in its data directory. A node that exits before it listens fails the test with
 //! that log.
 
 use std::io::BufRead as _;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -138,6 +139,15 @@ impl Node {
         format!("{}{}", self.base, path)
     }
 
+    /// Kills the process with SIGKILL, as a crash or an out-of-memory kill would, and returns
+    /// its data directory for a restart.
+    pub fn kill(mut self) -> TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let empty = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, empty)
+    }
+
     /// Returns the node's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
@@ -167,4 +177,9 @@ pub async fn admin(database_url: &str, keys: &SharedKeys) -> (Sesame, TempDir) {
         .await
         .expect("admin opens");
     (sesame, dir)
+}
+
+/// Returns the URL of the SQLite database in a data directory.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("sesame.db").display())
 }
