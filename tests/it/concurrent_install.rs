@@ -174,4 +174,15 @@ async fn uninstalled_network_database_rejected() {
     .await;
     assert_eq!(tables, 0, "nothing was created in the database");
     pool.close().await;
+
+    let mut auto_install = node_env(&database.url, &keys);
+    auto_install.push(("SESAME_LOG_FORMAT".into(), "text".into()));
+    let started = Node::try_start_with_args(data_dir(""), &["--no-migrate"], &auto_install);
+    let Started::Exited { code, log } = started else {
+        panic!("sesame serve --no-migrate started with migrations pending");
+    };
+    assert_eq!(code, 1, "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("run `sesame migrate`"), "{log}");
 }

@@ -11,8 +11,8 @@ use sesame::install::{ClientSpec, create_client_with};
 use sesame::store::ClientKind;
 
 use crate::browser::{Browser, query_param, urlencode};
-use crate::common::{Reply, TestDatabase};
-use crate::nodes::{ISSUER, Node, SharedKeys, admin, node_env};
+use crate::common::{Reply, TestDatabase, data_dir, run_cli};
+use crate::nodes::{ISSUER, Node, SharedKeys, Started, admin, node_env};
 
 const REDIRECT: &str = "https://client.example/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -271,4 +271,70 @@ async fn session_cookie_works_at_every_node() {
     assert!(location.starts_with(REDIRECT), "{location}");
     let (access, _) = redeem(&nodes[0], &app, &code).await;
     assert_eq!(userinfo(&nodes[1], &access).await, StatusCode::OK);
+}
+
+/// The deployment steps the README gives: a shared key file, `sesame migrate` and
+/// `sesame install` run once, then nodes started with `--no-migrate`, JSON logs and
+/// `/readyz`, and `sesame purge` run beside them.
+#[tokio::test]
+async fn installed_deployment_serves_without_migrating() {
+    let Some(database) = network_database("installed_deployment_serves_without_migrating").await
+    else {
+        return;
+    };
+    let keys = SharedKeys::generate();
+    let shared = tempfile::tempdir().expect("temp dir");
+    let key_file = shared.path().join("oauth-private.key");
+    std::fs::write(&key_file, &keys.private_pem).expect("key file");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let owner_only = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&key_file, owner_only).expect("chmod");
+    }
+    let key_path = key_file.display().to_string();
+    let cli_env = [
+        ("SESAME_DATABASE_URL", database.url.as_str()),
+        ("SESAME_PRIVATE_KEY_FILE", key_path.as_str()),
+        ("SESAME_ISSUER", ISSUER),
+    ];
+    let operator = data_dir("");
+
+    let (code, _, stderr) = run_cli(operator.path(), &["migrate"], &cli_env);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run_cli(operator.path(), &["install"], &cli_env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.is_empty(), "install prints what it made");
+
+    let node_env: Vec<(String, String)> = cli_env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .chain([("SESAME_LOG_FORMAT".to_owned(), "json".to_owned())])
+        .collect();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        match Node::try_start_with_args(data_dir(""), &["--no-migrate"], &node_env) {
+            Started::Listening(node) => nodes.push(node),
+            Started::Exited { code, log } => panic!("a node exited with {code}:\n{log}"),
+        }
+    }
+    for node in &nodes {
+        let response = node
+            .http
+            .get(node.url("/readyz"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{}", node.log());
+        let log = node.log();
+        assert!(!log.is_empty());
+        for line in log.lines() {
+            let parsed: Result<Value, _> = serde_json::from_str(line);
+            assert!(parsed.is_ok(), "not a JSON log line: {line}");
+        }
+    }
+
+    let (code, stdout, stderr) = run_cli(operator.path(), &["purge"], &cli_env);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = run_cli(operator.path(), &["doctor"], &cli_env);
+    assert_eq!(code, 0, "{stdout}{stderr}");
 }

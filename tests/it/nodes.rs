@@ -82,6 +82,12 @@ impl Node {
 
     /// Starts `sesame serve` on `dir` and returns once it listens or exits.
     pub fn try_start(dir: TempDir, env: &[(String, String)]) -> Started {
+        Self::try_start_with_args(dir, &[], env)
+    }
+
+    /// Starts `sesame serve` with extra command-line arguments on `dir` and returns once it
+    /// listens or exits.
+    pub fn try_start_with_args(dir: TempDir, args: &[&str], env: &[(String, String)]) -> Started {
         let log_path = dir.path().join("serve.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(sesame_bin());
@@ -89,6 +95,7 @@ impl Node {
             .arg("--data-dir")
             .arg(dir.path())
             .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
