@@ -333,7 +333,7 @@ async fn installed_deployment_serves_without_migrating() {
         }
     }
 
-    let (code, stdout, stderr) = run_cli(operator.path(), &["purge"], &cli_env);
+    let (code, stdout, stderr) = run_cli(operator.path(), &["purge", "--hours", "24"], &cli_env);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let (code, stdout, stderr) = run_cli(operator.path(), &["doctor"], &cli_env);
     assert_eq!(code, 0, "{stdout}{stderr}");
