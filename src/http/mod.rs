@@ -18,7 +18,7 @@ mod token;
 mod tokens;
 mod userinfo;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -35,6 +35,11 @@ use crate::grant::{GrantError, OAuthError};
 
 /// The largest request body any endpoint reads, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest a request may run before Sesame responds 503. The pool's acquire timeout bounds
+/// the wait for a connection, but not a query on a connection whose network went silent, which
+/// would otherwise hold the request until the operating system gives up on the socket.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds Sesame's router with `sesame` as its state. Mount it at the root of an axum app
 /// (its paths start with `/oauth`, `/.well-known`, `/healthz` and `/readyz`).
@@ -94,6 +99,7 @@ pub fn router(sesame: Sesame) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(limit_duration))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(sesame)
 }
@@ -123,6 +129,35 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
+/// Responds 503 to a request that runs longer than [`REQUEST_TIMEOUT`]. Dropping the handler
+/// cancels its query, and the pool replaces the connection.
+async fn limit_duration(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_seconds = REQUEST_TIMEOUT.as_secs(),
+                "request timed out; the database may be unreachable"
+            );
+            no_store(unavailable())
+        }
+    }
+}
+
+/// Builds a 503 `temporarily_unavailable` response with `Retry-After`, for a database that
+/// cannot be reached.
+fn unavailable() -> Response {
+    let body = json!({
+        "error": "temporarily_unavailable",
+        "error_description": "the database is unavailable; retry shortly",
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// A JSON error body `{"error": ..., "message": ...}` for the non-OAuth JSON APIs.
 pub(crate) fn json_error(status: StatusCode, error: &str, message: &str) -> Response {
     (
@@ -137,15 +172,7 @@ pub(crate) fn json_error(status: StatusCode, error: &str, message: &str) -> Resp
 pub(crate) fn internal_error(error: &Error) -> Response {
     if error.is_unavailable() {
         tracing::warn!(%error, "database unavailable");
-        let body = json!({
-            "error": "temporarily_unavailable",
-            "error_description": "the database is unavailable; retry shortly",
-        });
-        let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return unavailable();
     }
     let error_id = uuid::Uuid::new_v4().simple().to_string();
     let error_id = &error_id[..12];
