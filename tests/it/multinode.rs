@@ -275,7 +275,7 @@ async fn session_cookie_works_at_every_node() {
 
 /// The deployment steps the README gives: a shared key file, `sesame migrate` and
 /// `sesame install` run once, then nodes started with `--no-migrate`, JSON logs and
-/// `/readyz`, and `sesame purge` run beside them.
+/// `/readyz`, and `sesame purge` and `sesame doctor` run beside them.
 #[tokio::test]
 async fn installed_deployment_serves_without_migrating() {
     let Some(database) = network_database("installed_deployment_serves_without_migrating").await
