@@ -12,6 +12,7 @@ mod install;
 mod introspect;
 mod keys;
 mod metadata;
+mod metrics;
 mod personal;
 mod purge;
 mod revoke;
