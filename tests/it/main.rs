@@ -8,6 +8,7 @@ mod clients_api;
 mod common;
 mod device;
 mod doctor;
+mod embedded;
 mod guard;
 mod install;
 mod introspect;
