@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use clap::Args;
@@ -48,11 +49,13 @@ pub async fn run(config: Config, overrides: &Overrides, migrate: bool) -> anyhow
     };
     let sesame = super::open(config, migrate).await?;
     sesame.ensure_personal_access_client().await?;
+    let shutdown =
+        shutdown_signal().context("installing the SIGINT and SIGTERM handlers failed")?;
     tracing::info!(%address, issuer = %sesame.config().issuer, "sesame listening");
     println!("listening on http://{address}");
     let key_maintenance = sesame.spawn_key_maintenance();
     let app = sesame::router(sesame.clone());
-    let drained = serve(listener, app, sesame.config()).await;
+    let drained = serve(listener, app, sesame.config(), shutdown).await;
     key_maintenance.abort();
     // Requests still running after the deadline may hold database connections, and closing
     // the pool would wait for them, so the pool is closed only after a complete drain.
@@ -63,16 +66,20 @@ pub async fn run(config: Config, overrides: &Overrides, migrate: bool) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves HTTP/1.1 connections from `listener` until SIGINT or SIGTERM, then waits up to the
-/// configured shutdown timeout for open connections to finish their requests. Returns
+/// Serves HTTP/1.1 connections from `listener` until `shutdown` completes, then waits up to
+/// the configured shutdown timeout for open connections to finish their requests. Returns
 /// whether every connection finished in time.
-async fn serve(listener: TcpListener, app: Router, config: &Config) -> bool {
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
     loop {
@@ -133,24 +140,28 @@ fn connection_service(
     })
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGINT and SIGTERM handlers at once, so that a signal arriving before the
+/// accept loop starts still stops the server gracefully, and returns a future that completes
+/// at the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: no new connections, waiting for open ones");
+        tracing::info!("shutting down: no new connections, waiting for open ones");
+    })
+}
+
+/// Returns a future that completes at Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: no new connections, waiting for open ones");
+    })
 }
