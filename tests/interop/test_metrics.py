@@ -21,11 +21,13 @@ def scrape(sesame) -> dict:
 
 
 def families(sesame) -> dict:
+    """Return the metric families of GET /metrics, keyed by name."""
     response = requests.get(f"{sesame.issuer}/metrics", timeout=HTTP_TIMEOUT_SECONDS)
     return {family.name: family for family in text_string_to_metric_families(response.text)}
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
+    """Return one sample's value, or 0 for a series not yet created."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
@@ -118,7 +120,7 @@ def test_metrics_label_unknown_paths_unmatched(sesame):
 
     after = scrape(sesame)
     labels = {"route": "unmatched", "method": "GET", "status": "404"}
-    assert value(after, "sesame_http_requests_total", **labels) - value(
-        before, "sesame_http_requests_total", **labels
-    ) == 1
+    count_before = value(before, "sesame_http_requests_total", **labels)
+    count_after = value(after, "sesame_http_requests_total", **labels)
+    assert count_after - count_before == 1
     assert not any("/no/such/path" in str(key) for key in after)
