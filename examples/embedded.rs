@@ -41,8 +41,8 @@ impl ScopeList for ReadReports {
     const SCOPES: &'static [&'static str] = &["read"];
 }
 
-/// Answers only a valid access token that carries `read`: 401 without a valid token, 403
-/// `insufficient_scope` when the token lacks the scope.
+/// Returns the report to a token that carries `read`. Without a valid token the extractor
+/// responds 401, and a token without the scope gets 403 `insufficient_scope`.
 async fn reports(State(state): State<AppState>, token: AllScopes<ReadReports>) -> Json<Value> {
     Json(json!({
         "title": state.title,
@@ -51,7 +51,7 @@ async fn reports(State(state): State<AppState>, token: AllScopes<ReadReports>) -
     }))
 }
 
-/// A route that needs no token.
+/// Returns the service name, with no token required.
 async fn home() -> &'static str {
     "reports service\n"
 }

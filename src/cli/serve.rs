@@ -47,16 +47,19 @@ pub async fn run(config: Config, overrides: &Overrides, migrate: bool) -> anyhow
     } else {
         config
     };
+
     let sesame = super::open(config, migrate).await?;
     sesame.ensure_personal_access_client().await?;
     let shutdown =
         shutdown_signal().context("installing the SIGINT and SIGTERM handlers failed")?;
     tracing::info!(%address, issuer = %sesame.config().issuer, "sesame listening");
     println!("listening on http://{address}");
+
     let key_maintenance = sesame.spawn_key_maintenance();
     let app = sesame::router(sesame.clone());
     let drained = serve(listener, app, sesame.config(), shutdown).await;
     key_maintenance.abort();
+
     // Requests still running after the deadline may hold database connections, and closing
     // the pool would wait for them, so the pool is closed only after a complete drain.
     if drained {
