@@ -15,9 +15,8 @@ use sesame::config::Overrides;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-/// The largest request line plus header section a client may send, in bytes. Past it the
-/// connection gets 431 Request Header Fields Too Large and is closed. hyper's read buffer
-/// enforces it, so it must be at least hyper's minimum of 8 KiB.
+/// Maximum size of a request line plus header section, in bytes. Past it the connection
+/// gets 431 Request Header Fields Too Large and is closed.
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Arguments of `sesame serve`.
@@ -81,7 +80,7 @@ async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES);
+        .max_header_size(MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 

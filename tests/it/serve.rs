@@ -251,12 +251,17 @@ async fn oversized_header_rejected_without_500() {
         "{response}"
     );
     let mut healthy = server.connect();
-    healthy
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: sesame\r\nConnection: close\r\n\r\n")
-        .expect("send");
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: sesame\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(16 * 1024)
+    );
+    healthy.write_all(request.as_bytes()).expect("send");
     let mut answer = String::new();
     healthy.read_to_string(&mut answer).expect("read");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "16 KiB of headers: {answer}"
+    );
     let mut ready = server.connect();
     ready
         .write_all(b"GET /readyz HTTP/1.1\r\nHost: sesame\r\nConnection: close\r\n\r\n")
