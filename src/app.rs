@@ -6,6 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::{self, KeyAlgorithm, SigningKey};
+use crate::metrics::Metrics;
 use crate::password::PasswordHasher;
 use crate::rotation::KeyRing;
 use crate::store::Store;
@@ -70,6 +71,7 @@ struct Inner {
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Sesame {
@@ -148,6 +150,7 @@ impl Sesame {
             verifier.add_local(key);
         }
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)?;
+        let metrics = config.metrics.then(Metrics::new);
         let sesame = Sesame {
             inner: Arc::new(Inner {
                 config,
@@ -156,6 +159,7 @@ impl Sesame {
                 verifier,
                 clock: options.clock,
                 hasher,
+                metrics,
             }),
         };
         sesame.refresh_keys().await?;
@@ -191,6 +195,11 @@ impl Sesame {
 
     pub(crate) fn hasher(&self) -> &PasswordHasher {
         &self.inner.hasher
+    }
+
+    /// Sesame's metrics, or `None` when `SESAME_METRICS` is off.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.inner.metrics.as_ref()
     }
 
     /// The current time, seconds since the epoch, from the configured clock.

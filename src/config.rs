@@ -72,6 +72,14 @@ pub struct Config {
     pub scopes: BTreeMap<String, String>,
     /// Proxies whose `X-Forwarded-For` names the client address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Whether requests, tokens and errors are counted and `GET /metrics` serves them.
+    pub metrics: bool,
+    /// How long `sesame serve` waits for in-flight requests after SIGTERM or SIGINT before it
+    /// exits anyway.
+    pub shutdown_timeout: Duration,
+    /// How long `sesame serve` waits for a client to send a request's complete header
+    /// section before it closes the connection.
+    pub header_read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -134,6 +142,9 @@ struct FileConfig {
     max_concurrent_hashes: Option<usize>,
     log_format: Option<String>,
     trusted_proxies: Option<Vec<String>>,
+    metrics: Option<bool>,
+    shutdown_timeout: Option<toml::Value>,
+    header_read_timeout: Option<toml::Value>,
     #[serde(default)]
     scopes: BTreeMap<String, String>,
 }
@@ -339,6 +350,17 @@ impl Config {
             log_format,
             scopes: file_scopes,
             trusted_proxies,
+            metrics: sources.bool("SESAME_METRICS", f.metrics)?.unwrap_or(true),
+            shutdown_timeout: sources.duration(
+                "SESAME_SHUTDOWN_TIMEOUT",
+                f.shutdown_timeout.clone(),
+                30,
+            )?,
+            header_read_timeout: sources.duration(
+                "SESAME_HEADER_READ_TIMEOUT",
+                f.header_read_timeout.clone(),
+                30,
+            )?,
             data_dir,
         })
     }
@@ -515,6 +537,21 @@ mod tests {
         assert_eq!(config.audience, config.issuer);
         assert!(config.auto_install);
         assert_eq!(config.access_ttl, Duration::from_secs(3600));
+        assert!(config.metrics);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn metrics_and_shutdown_settings_load() {
+        let config = load(&[
+            ("SESAME_METRICS", "false"),
+            ("SESAME_SHUTDOWN_TIMEOUT", "5"),
+            ("SESAME_HEADER_READ_TIMEOUT", "2m"),
+        ])
+        .expect("loads");
+        assert!(!config.metrics);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(config.header_read_timeout, Duration::from_secs(120));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod guard;
 pub mod http;
 pub mod install;
 pub mod keys;
+pub mod metrics;
 mod password;
 pub mod purge;
 pub mod redirect;
@@ -37,6 +38,7 @@ pub mod store;
 pub mod token;
 pub mod users;
 
+pub use crate::metrics::Metrics;
 pub use app::{OpenOptions, Sesame};
 pub use config::Config;
 pub use error::{Error, Result};

@@ -80,6 +80,9 @@ impl Sesame {
         };
         let (access_token, row) = issue_access_token(self, &mut connection, issue).await?;
         tracing::info!(user_id, token_id = %row.id, "created personal access token");
+        if let Some(metrics) = self.metrics() {
+            metrics.record_token_issued("personal_access");
+        }
         let token = AccessTokenRecord {
             id: row.id,
             user_id: row.user_id,

@@ -11,6 +11,8 @@ mod introspect;
 mod jwks;
 mod login;
 mod metadata;
+mod metrics;
+mod observe;
 mod pages;
 mod personal;
 mod revoke;
@@ -18,10 +20,10 @@ mod token;
 mod tokens;
 mod userinfo;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -42,7 +44,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds Sesame's router with `sesame` as its state. Mount it at the root of an axum app
-/// (its paths start with `/oauth`, `/.well-known`, `/healthz` and `/readyz`).
+/// (its paths start with `/oauth`, `/.well-known`, `/login`, `/logout`, `/account`,
+/// `/assets`, `/healthz`, `/readyz` and `/metrics`).
+///
+/// Every request through it runs in a `request` tracing span carrying its `request_id`,
+/// which the response echoes in `X-Request-Id`.
 pub fn router(sesame: Sesame) -> Router {
     Router::new()
         .route("/oauth/token", post(token::token))
@@ -97,36 +103,19 @@ pub fn router(sesame: Sesame) -> Router {
         .route("/oauth/tokens/{id}", delete(tokens::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(limit_duration))
-        .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            sesame.clone(),
+            observe::observe,
+        ))
         .with_state(sesame)
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-}
-
-/// Logs one line per request: method, route, status and latency. Never the query string,
-/// headers or body, which may carry codes and credentials.
-async fn log_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    tracing::info!(
-        %method,
-        route,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    response
 }
 
 /// Responds 503 to a request that runs longer than [`REQUEST_TIMEOUT`]. Dropping the handler
@@ -198,6 +187,9 @@ impl IntoResponse for OAuthError {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
         let body = json!({"error": self.code, "error_description": self.description});
         let mut response = (status, axum::Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(observe::OAuthErrorCode(self.code));
         if self.basic_challenge && status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,
@@ -217,7 +209,18 @@ impl IntoResponse for GrantError {
     fn into_response(self) -> Response {
         match self {
             GrantError::OAuth(error) => error.into_response(),
-            GrantError::Internal(error) => no_store(internal_error(&error)),
+            GrantError::Internal(error) => {
+                let code = if error.is_unavailable() {
+                    "temporarily_unavailable"
+                } else {
+                    "server_error"
+                };
+                let mut response = no_store(internal_error(&error));
+                response
+                    .extensions_mut()
+                    .insert(observe::OAuthErrorCode(code));
+                response
+            }
         }
     }
 }

@@ -9,6 +9,15 @@ use super::no_store;
 use crate::app::Sesame;
 use crate::grant::{self, GrantError, OAuthError};
 
+/// The `grant_type` values the token endpoint accepts.
+const SUPPORTED_GRANTS: [&str; 5] = [
+    "authorization_code",
+    "client_credentials",
+    "password",
+    "refresh_token",
+    crate::store::DEVICE_CODE_GRANT,
+];
+
 /// Authenticates the client, dispatches on `grant_type` and responds with tokens or an
 /// RFC 6749 §5.2 error, always with `Cache-Control: no-store`.
 pub(crate) async fn token(
@@ -32,6 +41,11 @@ pub(crate) async fn token(
     match result {
         Ok(response) => {
             tracing::info!(grant_type, "issued tokens");
+            if let Some(metrics) = sesame.metrics()
+                && let Some(grant) = SUPPORTED_GRANTS.iter().find(|g| **g == grant_type)
+            {
+                metrics.record_token_issued(grant);
+            }
             no_store(axum::Json(response).into_response())
         }
         Err(error) => {
@@ -52,14 +66,7 @@ async fn token_inner(
     if grant_type.is_empty() {
         return Err(OAuthError::invalid_request("missing grant_type").into());
     }
-    let supported = [
-        "authorization_code",
-        "client_credentials",
-        "password",
-        "refresh_token",
-        crate::store::DEVICE_CODE_GRANT,
-    ];
-    if !supported.contains(&grant_type) {
+    if !SUPPORTED_GRANTS.contains(&grant_type) {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {grant_type:?} is not supported"
         ))
