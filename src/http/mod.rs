@@ -13,20 +13,22 @@ mod login;
 mod metadata;
 mod pages;
 mod personal;
+mod rate_limit;
 mod revoke;
 mod token;
 mod tokens;
 mod userinfo;
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use axum::{Extension, Router};
 use serde_json::json;
 
 use crate::app::Sesame;
@@ -38,7 +40,19 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Builds Sesame's router with `sesame` as its state. Mount it at the root of an axum app
 /// (its paths start with `/oauth`, `/.well-known`, `/healthz` and `/readyz`).
+///
+/// The rate limits of `/oauth/token`, `POST /login` and the device endpoints are kept in
+/// memory by the returned router, so each router (each node) counts its own requests.
 pub fn router(sesame: Sesame) -> Router {
+    let config = sesame.config();
+    let limits = Arc::new(rate_limit::RateLimits::new(
+        config.rate_limit_per_address,
+        config.rate_limit_per_client,
+    ));
+    let limit_state = rate_limit::LimitState {
+        sesame: sesame.clone(),
+        limits: limits.clone(),
+    };
     Router::new()
         .route("/oauth/token", post(token::token))
         .route(
@@ -93,6 +107,11 @@ pub fn router(sesame: Sesame) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            limit_state,
+            rate_limit::limit_by_address,
+        ))
+        .layer(Extension(limits))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(sesame)
