@@ -6,6 +6,7 @@ mod browser;
 mod cli_clients;
 mod clients_api;
 mod common;
+mod cors;
 mod device;
 mod guard;
 mod install;

@@ -1,4 +1,4 @@
-//! Rate limits per client address and per client, and the sign-in answers that must not tell
+//! Rate limits per client address and per client, and the sign-in errors that must not tell
 //! unknown users from wrong passwords.
 
 use reqwest::StatusCode;
