@@ -19,3 +19,4 @@ mod rate_limits;
 mod revoke;
 mod rotation;
 mod token_endpoint;
+mod user_admin;
