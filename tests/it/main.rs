@@ -15,6 +15,7 @@ mod keys;
 mod metadata;
 mod personal;
 mod purge;
+mod purge_flows;
 mod rate_limits;
 mod revoke;
 mod rotation;
