@@ -9,6 +9,7 @@ mod common;
 mod cors;
 mod device;
 mod guard;
+mod input_limits;
 mod install;
 mod introspect;
 mod keys;
