@@ -125,14 +125,17 @@ pub(crate) fn check_query_limits(query: &str) -> Result<(), OAuthError> {
 /// # Errors
 ///
 /// `invalid_request` when the limits are exceeded or the parameter is repeated.
-pub(crate) fn query_param(query: Option<&str>, wanted: &str) -> Result<Option<String>, OAuthError> {
+pub(crate) fn query_param(
+    query: Option<&str>,
+    expected: &str,
+) -> Result<Option<String>, OAuthError> {
     let query = query.unwrap_or_default();
     check_query_limits(query)?;
     let mut found = None;
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        if name == wanted && found.replace(value.into_owned()).is_some() {
+        if name == expected && found.replace(value.into_owned()).is_some() {
             return Err(OAuthError::invalid_request(format!(
-                "parameter {wanted:?} is repeated"
+                "parameter {expected:?} is repeated"
             )));
         }
     }

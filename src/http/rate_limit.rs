@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{FromRef, Request, State};
@@ -82,6 +82,7 @@ pub(crate) struct RateLimits {
     per_address: Option<DefaultKeyedRateLimiter<(Endpoint, AddressKey)>>,
     per_client: Option<DefaultKeyedRateLimiter<String>>,
     checks: AtomicU64,
+    warned_unknown_address: AtomicBool,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -107,6 +108,7 @@ impl RateLimits {
             per_address: quota(per_address).map(DefaultKeyedRateLimiter::keyed),
             per_client: quota(per_client).map(DefaultKeyedRateLimiter::keyed),
             checks: AtomicU64::new(0),
+            warned_unknown_address: AtomicBool::new(false),
         }
     }
 
@@ -116,9 +118,20 @@ impl RateLimits {
         let Some(limiter) = &self.per_address else {
             return Ok(());
         };
+        // Without the peer address (a router served without `ConnectInfo`) every client would
+        // share one bucket, and one noisy client would lock out all others.
+        let Some(address) = address else {
+            if !self.warned_unknown_address.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "the client address is unknown, so per-address rate limits are off; serve \
+                     the router with into_make_service_with_connect_info::<SocketAddr>()"
+                );
+            }
+            return Ok(());
+        };
         self.sweep_now_and_then();
         limiter
-            .check_key(&(endpoint, AddressKey::from(address)))
+            .check_key(&(endpoint, AddressKey::from(Some(address))))
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
@@ -267,6 +280,18 @@ mod tests {
         assert_eq!(error.status, 429);
         assert_eq!(error.code, "temporarily_unavailable");
         assert!(limits.check_client("b").is_ok());
+    }
+
+    #[test]
+    fn unknown_address_not_limited() {
+        let limit = RateLimit {
+            per_minute: 1,
+            burst: 1,
+        };
+        let limits = RateLimits::new(limit, limit);
+        for _ in 0..10 {
+            assert!(limits.check_address(Endpoint::Token, None).is_ok());
+        }
     }
 
     #[test]

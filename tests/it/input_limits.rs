@@ -10,7 +10,7 @@ use crate::common::{Reply, Server};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// Endpoints that read an OAuth form body and answer with RFC 6749 JSON errors.
+/// Endpoints that read an OAuth form body and return RFC 6749 JSON errors.
 const OAUTH_FORMS: &[&str] = &[
     "/oauth/token",
     "/oauth/revoke",
@@ -18,7 +18,7 @@ const OAUTH_FORMS: &[&str] = &[
     "/oauth/device/code",
 ];
 
-/// Browser pages that read a form body and answer with an HTML page.
+/// Browser pages that read a form body and return errors as HTML pages.
 const PAGE_FORMS: &[&str] = &["/login", "/oauth/device", "/oauth/authorize", "/logout"];
 
 /// Bodies every form endpoint must reject, each with the reason.
