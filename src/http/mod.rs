@@ -45,7 +45,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// (its paths start with `/oauth`, `/.well-known`, `/healthz` and `/readyz`).
 ///
 /// The rate limits of `/oauth/token`, `POST /login` and the device endpoints are kept in
-/// memory by the returned router, so each router (each node) counts its own requests.
+/// memory by the returned router, so each router (each node) counts its own requests. Serve
+/// it with `into_make_service_with_connect_info::<SocketAddr>()`: without the peer address
+/// the per-address limits are off.
 pub fn router(sesame: Sesame) -> Router {
     let config = sesame.config();
     let limits = Arc::new(rate_limit::RateLimits::new(
