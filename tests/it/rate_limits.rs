@@ -196,3 +196,30 @@ async fn unknown_user_and_wrong_password_answer_alike() {
     assert_eq!(replies[0].status, replies[1].status);
     assert_eq!(replies[0].text, replies[1].text);
 }
+
+#[tokio::test]
+async fn sign_in_page_errors_alike() {
+    let server = Server::start().await;
+    server.user("alice", "right password").await;
+    let mut pages = Vec::new();
+    for username in ["alice", "nobody"] {
+        let browser = crate::browser::Browser::new(&server);
+        let page = browser.sign_in(username, "wrong password", "/").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{username}");
+        assert!(
+            page.body
+                .contains("The user name or password is incorrect."),
+            "{username}: {}",
+            page.body
+        );
+        pages.push(page.body.replace(username, "NAME"));
+    }
+    // Apart from the echoed name and the form's CSRF token, the pages are the same.
+    let without_csrf = |body: &str| {
+        body.lines()
+            .filter(|line| !line.contains("_csrf"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_csrf(&pages[0]), without_csrf(&pages[1]));
+}
