@@ -107,7 +107,8 @@ pub(crate) fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
 ///
 /// # Errors
 ///
-/// `invalid_request` for more than [`MAX_PARAMS`] parameters or a name or value too long.
+/// `invalid_request` for more than [`MAX_PARAMS`] parameters, a name or value too long, or a
+/// NUL character.
 pub(crate) fn check_query_limits(query: &str) -> Result<(), OAuthError> {
     let pairs = url::form_urlencoded::parse(query.as_bytes());
     for (index, (name, value)) in pairs.enumerate() {
@@ -115,6 +116,9 @@ pub(crate) fn check_query_limits(query: &str) -> Result<(), OAuthError> {
             return Err(too_many_parameters());
         }
         check_length(&name, &value)?;
+        if name.contains('\0') || value.contains('\0') {
+            return Err(nul_character());
+        }
     }
     Ok(())
 }
@@ -177,8 +181,17 @@ fn decode_component(text: &str) -> Result<String, OAuthError> {
             other => bytes.push(other),
         }
     }
+    if bytes.contains(&0) {
+        return Err(nul_character());
+    }
     String::from_utf8(bytes)
         .map_err(|_| OAuthError::invalid_request("a parameter is not valid UTF-8"))
+}
+
+/// The error for a NUL character in a parameter. No OAuth value contains one, and PostgreSQL
+/// rejects NUL in text, so it is refused before any lookup.
+fn nul_character() -> OAuthError {
+    OAuthError::invalid_request("a parameter contains a NUL character")
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -299,7 +312,14 @@ mod tests {
 
     #[test]
     fn bad_encodings_rejected() {
-        for body in [&b"a=%zz"[..], b"a=%4", b"a=%ff", b"\xff=1"] {
+        for body in [
+            &b"a=%zz"[..],
+            b"a=%4",
+            b"a=%ff",
+            b"\xff=1",
+            b"a=b%00c",
+            b"a=\0",
+        ] {
             assert!(parse_form(body).is_err(), "{body:?} accepted");
         }
     }

@@ -115,7 +115,7 @@ async fn pages_reject_bad_form_input() {
 }
 
 #[tokio::test]
-async fn nul_in_client_id_does_not_truncate() {
+async fn nul_character_rejected_everywhere() {
     let server = Server::start().await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
     let forged_id = format!("{id}\0evil");
@@ -130,8 +130,44 @@ async fn nul_in_client_id_does_not_truncate() {
             ],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
-    assert_eq!(reply.json()["error"], "invalid_client");
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_request");
+
+    for path in [
+        "/oauth/authorize?response_type=code&client_id=a%00b",
+        "/login?return_to=/a%00b",
+        "/oauth/device?user_code=AB%00CD",
+    ] {
+        let reply = Reply::read(
+            server
+                .http
+                .get(server.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            reply.text
+        );
+    }
+
+    let user_id = server.user("alice", "pw").await;
+    let token = server.pat(user_id, &["sesame:account"]).await;
+    let body = serde_json::json!({"name": "a\u{0}b", "scopes": []});
+    let reply = server
+        .send_json(
+            reqwest::Method::POST,
+            "/oauth/personal-access-tokens",
+            Some(&token),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_request");
 }
 
 #[tokio::test]
