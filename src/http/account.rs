@@ -112,7 +112,8 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(invalid)
 }
 
-/// Whether any string or key in `value` contains NUL, which PostgreSQL rejects in text.
+/// Checks whether any string or key in `value` contains NUL, which PostgreSQL rejects in
+/// text.
 fn contains_nul(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::String(text) => text.contains('\0'),

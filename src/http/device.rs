@@ -129,10 +129,11 @@ async fn submit_inner(
     };
     let store = sesame.store();
     let now = sesame.now();
-    let keys = [
-        address.key("device"),
-        format!("device:session:{}", session.record.id_hash),
-    ];
+    let session_key = format!("device:session:{}", session.record.id_hash);
+    let keys: Vec<String> = [address.key("device"), Some(session_key)]
+        .into_iter()
+        .flatten()
+        .collect();
     for key in &keys {
         if let Some(until) = store.attempt_blocked_until(key, now).await? {
             return Ok(too_many_attempts(until - now, "Connect a device"));

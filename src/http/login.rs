@@ -106,8 +106,11 @@ async fn submit_inner(
     let store = sesame.store();
     let now = sesame.now();
     let user_key = format!("login:user:{username}");
-    let address_key = address.key("login");
-    for key in [&user_key, &address_key] {
+    let keys: Vec<String> = [Some(user_key.clone()), address.key("login")]
+        .into_iter()
+        .flatten()
+        .collect();
+    for key in &keys {
         if let Some(until) = store.attempt_blocked_until(key, now).await? {
             return Ok(too_many_attempts(until - now, "Sign in"));
         }
@@ -119,12 +122,11 @@ async fn submit_inner(
     let user = match user {
         Some(user) if verified && !user.disabled => user,
         _ => {
-            store
-                .record_failure(&user_key, now, LOGIN_WINDOW_SECONDS, LOGIN_THRESHOLD)
-                .await?;
-            store
-                .record_failure(&address_key, now, LOGIN_WINDOW_SECONDS, LOGIN_THRESHOLD)
-                .await?;
+            for key in &keys {
+                store
+                    .record_failure(key, now, LOGIN_WINDOW_SECONDS, LOGIN_THRESHOLD)
+                    .await?;
+            }
             tracing::info!(outcome = "failed", "sign-in failed");
             let message = "The user name or password is incorrect.";
             return Ok(login_page(

@@ -293,6 +293,10 @@ impl Store {
     ///
     /// [`Error::Database`] on a query failure.
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        // PostgreSQL rejects NUL in text, and no user name contains one.
+        if name.contains('\0') {
+            return Ok(None);
+        }
         let query = format!("SELECT {COLUMNS} FROM users WHERE name = ?");
         let row = sqlx::query(&self.sql(&query))
             .bind(name)

@@ -115,7 +115,7 @@ async fn pages_reject_bad_form_input() {
 }
 
 #[tokio::test]
-async fn nul_character_rejected_everywhere() {
+async fn nul_character_never_500() {
     let server = Server::start().await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
     let forged_id = format!("{id}\0evil");
@@ -130,8 +130,22 @@ async fn nul_character_rejected_everywhere() {
             ],
         )
         .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_client");
+    let reply = server
+        .post_form(
+            "/oauth/token",
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "password"),
+                ("username", "alice\0"),
+                ("password", "pw"),
+            ],
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
-    assert_eq!(reply.json()["error"], "invalid_request");
+    let reply = post_raw(&server, "/login", b"username=a%00b&password=x".to_vec()).await;
+    assert!(reply.status.is_client_error(), "{}", reply.status);
 
     for path in [
         "/oauth/authorize?response_type=code&client_id=a%00b",
