@@ -309,14 +309,7 @@ mod tests {
 
     #[test]
     fn bad_encodings_rejected() {
-        for body in [
-            &b"a=%zz"[..],
-            b"a=%4",
-            b"a=%ff",
-            b"\xff=1",
-            b"a=b%00c",
-            b"a=\0",
-        ] {
+        for body in [&b"a=%zz"[..], b"a=%4", b"a=%ff", b"\xff=1"] {
             assert!(parse_form(body).is_err(), "{body:?} accepted");
         }
     }
