@@ -80,6 +80,22 @@ pub struct Config {
     /// How long `sesame serve` waits for a client to send a request's complete header
     /// section before it closes the connection.
     pub header_read_timeout: Duration,
+    /// Requests per client address to each rate-limited endpoint.
+    pub rate_limit_per_address: RateLimit,
+    /// Token requests per authenticated client.
+    pub rate_limit_per_client: RateLimit,
+    /// Origins (`scheme://host[:port]`, compared exactly) that browsers may call the token,
+    /// revocation, introspection, userinfo, JWKS and metadata endpoints from.
+    pub cors_origins: Vec<String>,
+}
+
+/// A rate limit: a steady rate per minute and a burst. A rate of 0 turns the limit off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per minute, refilled evenly over the minute.
+    pub per_minute: u32,
+    /// Requests allowed at once after a quiet period.
+    pub burst: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -145,6 +161,11 @@ struct FileConfig {
     metrics: Option<bool>,
     shutdown_timeout: Option<toml::Value>,
     header_read_timeout: Option<toml::Value>,
+    rate_limit_per_address: Option<u32>,
+    rate_limit_per_address_burst: Option<u32>,
+    rate_limit_per_client: Option<u32>,
+    rate_limit_per_client_burst: Option<u32>,
+    cors_origins: Option<Vec<String>>,
     #[serde(default)]
     scopes: BTreeMap<String, String>,
 }
@@ -171,6 +192,34 @@ impl Sources<'_> {
             }),
             None => Ok(file),
         }
+    }
+
+    fn count(&self, name: &str, file: Option<u32>, default: u32) -> Result<u32> {
+        match self.env(name) {
+            Some(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| Error::Config(format!("{name} must be a whole number, got {text:?}"))),
+            None => Ok(file.unwrap_or(default)),
+        }
+    }
+
+    /// Reads a rate limit from `name` (requests per minute) and `{name}_BURST`. The burst
+    /// defaults to the rate, so a client may spend a minute's requests at once.
+    fn rate_limit(
+        &self,
+        name: &str,
+        file: (Option<u32>, Option<u32>),
+        default: u32,
+    ) -> Result<RateLimit> {
+        let per_minute = self.count(name, file.0, default)?;
+        let burst = self.count(&format!("{name}_BURST"), file.1, per_minute)?;
+        if per_minute > 0 && burst == 0 {
+            return Err(Error::Config(format!(
+                "{name}_BURST must be at least 1 while {name} is on"
+            )));
+        }
+        Ok(RateLimit { per_minute, burst })
     }
 
     fn duration(&self, name: &str, file: Option<toml::Value>, default: u64) -> Result<Duration> {
@@ -329,6 +378,27 @@ impl Config {
         for name in file_scopes.keys() {
             validate_scope_name(name)?;
         }
+        let rate_limit_per_address = sources.rate_limit(
+            "SESAME_RATE_LIMIT_PER_ADDRESS",
+            (f.rate_limit_per_address, f.rate_limit_per_address_burst),
+            DEFAULT_RATE_PER_ADDRESS,
+        )?;
+        let rate_limit_per_client = sources.rate_limit(
+            "SESAME_RATE_LIMIT_PER_CLIENT",
+            (f.rate_limit_per_client, f.rate_limit_per_client_burst),
+            DEFAULT_RATE_PER_CLIENT,
+        )?;
+        let cors_origins = match sources.env("SESAME_CORS_ORIGINS") {
+            Some(text) => text
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => f.cors_origins.clone().unwrap_or_default(),
+        };
+        for origin in &cors_origins {
+            validate_origin(origin)?;
+        }
 
         Ok(Config {
             database_url,
@@ -361,6 +431,9 @@ impl Config {
                 f.header_read_timeout.clone(),
                 30,
             )?,
+            rate_limit_per_address,
+            rate_limit_per_client,
+            cors_origins,
             data_dir,
         })
     }
@@ -383,6 +456,12 @@ impl Config {
 }
 
 const DAY: u64 = 24 * 3600;
+
+/// Default requests per minute from one address to each rate-limited endpoint. Many users
+/// can share an address behind NAT, so the default only stops floods.
+const DEFAULT_RATE_PER_ADDRESS: u32 = 600;
+/// Default token requests per minute from one client, which may run on many machines.
+const DEFAULT_RATE_PER_CLIENT: u32 = 3000;
 
 fn default_hash_concurrency() -> usize {
     std::thread::available_parallelism()
@@ -500,6 +579,27 @@ pub(crate) fn validate_scope_name(name: &str) -> Result<()> {
     }
 }
 
+/// Checks that a CORS origin is `scheme://host[:port]` as browsers send it in `Origin`:
+/// http or https, no path, query, fragment or trailing slash.
+fn validate_origin(origin: &str) -> Result<()> {
+    let invalid = || {
+        Error::Config(format!(
+            "SESAME_CORS_ORIGINS entry {origin:?} is not an origin such as https://app.example.com"
+        ))
+    };
+    if origin == "*" {
+        return Err(Error::Config(
+            "SESAME_CORS_ORIGINS must list exact origins; \"*\" is not accepted".into(),
+        ));
+    }
+    let parsed = url::Url::parse(origin).map_err(|_| invalid())?;
+    let scheme_ok = matches!(parsed.scheme(), "http" | "https");
+    if !scheme_ok || parsed.host().is_none() || parsed.origin().ascii_serialization() != origin {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
 /// Removes the password from a database URL for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -597,6 +697,57 @@ mod tests {
     fn invalid_bool_names_variable() {
         let error = load(&[("SESAME_AUTO_INSTALL", "maybe")]).expect_err("rejected");
         assert!(error.to_string().contains("SESAME_AUTO_INSTALL"), "{error}");
+    }
+
+    #[test]
+    fn rate_limits_default_and_parse() {
+        let config = load(&[]).expect("defaults load");
+        assert_eq!(
+            config.rate_limit_per_address.per_minute,
+            DEFAULT_RATE_PER_ADDRESS
+        );
+        assert_eq!(
+            config.rate_limit_per_address.burst,
+            DEFAULT_RATE_PER_ADDRESS
+        );
+        let config = load(&[
+            ("SESAME_RATE_LIMIT_PER_ADDRESS", "30"),
+            ("SESAME_RATE_LIMIT_PER_ADDRESS_BURST", "5"),
+            ("SESAME_RATE_LIMIT_PER_CLIENT", "0"),
+        ])
+        .expect("loads");
+        assert_eq!(config.rate_limit_per_address.per_minute, 30);
+        assert_eq!(config.rate_limit_per_address.burst, 5);
+        assert_eq!(config.rate_limit_per_client.per_minute, 0);
+        let error = load(&[("SESAME_RATE_LIMIT_PER_CLIENT", "-1")]).expect_err("rejected");
+        assert!(
+            error.to_string().contains("SESAME_RATE_LIMIT_PER_CLIENT"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn cors_origins_must_be_exact() {
+        let config = load(&[(
+            "SESAME_CORS_ORIGINS",
+            "https://app.example.com, http://localhost:3000",
+        )])
+        .expect("loads");
+        assert_eq!(
+            config.cors_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in [
+            "*",
+            "https://app.example.com/",
+            "app.example.com",
+            "ftp://x.example",
+        ] {
+            assert!(
+                load(&[("SESAME_CORS_ORIGINS", bad)]).is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

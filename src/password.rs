@@ -79,3 +79,31 @@ fn hash_blocking(password: &str) -> Result<String> {
         .map(|hash| hash.to_string())
         .map_err(|_| Error::Crypto("Argon2id hashing"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unknown users are checked against the dummy hash, so it must cost what a real user's
+    /// hash costs: same algorithm, version and parameters.
+    #[test]
+    fn dummy_hash_costs_as_much_as_real_hash() {
+        let hasher = PasswordHasher::new(1).expect("hasher");
+        let real = hash_blocking("a real password").expect("hash");
+        let dummy = PasswordHash::new(&hasher.dummy_hash).expect("dummy hash parses");
+        let real = PasswordHash::new(&real).expect("real hash parses");
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+    }
+
+    #[tokio::test]
+    async fn missing_hash_never_verifies() {
+        let hasher = PasswordHasher::new(1).expect("hasher");
+        let verified = hasher
+            .verify(None, String::new())
+            .await
+            .expect("verify runs");
+        assert!(!verified);
+    }
+}

@@ -34,11 +34,19 @@ pub struct PurgeReport {
     pub refresh_tokens: u64,
     /// Keys moved from previous to retired.
     pub retired_keys: Vec<String>,
+    /// Expired browser sessions deleted (only when expired rows are purged).
+    pub sessions: u64,
+    /// Expired authorization codes deleted.
+    pub authorization_codes: u64,
+    /// Expired device codes deleted.
+    pub device_codes: u64,
 }
 
 impl Sesame {
-    /// Deletes revoked and expired token rows in batches and retires `previous` keys that no
-    /// live token needs.
+    /// Deletes revoked and expired token rows in batches, deletes expired sessions,
+    /// authorization codes and device codes, and retires `previous` keys that no live token
+    /// needs. Sessions and codes are deleted only with `options.expired`, and `keep_hours`
+    /// applies to them too.
     ///
     /// A deleted access token stays invalid, because the guard requires a row. A spent refresh
     /// token stays until its family's newest token expires or the family is revoked, so reuse
@@ -59,15 +67,26 @@ impl Sesame {
         // with the family.
         let refresh_tokens = store.purge_refresh_tokens(&filter).await?;
         let access_tokens = store.purge_access_tokens(&filter).await?;
+        let (sessions, authorization_codes, device_codes) = if options.expired {
+            store.purge_expired_flows(filter.ended_before).await?
+        } else {
+            (0, 0, 0)
+        };
         let retired_keys = self.retire_unused_keys().await?;
         let report = PurgeReport {
             access_tokens,
             refresh_tokens,
             retired_keys,
+            sessions,
+            authorization_codes,
+            device_codes,
         };
         tracing::info!(
             access_tokens,
             refresh_tokens,
+            sessions,
+            authorization_codes,
+            device_codes,
             retired_keys = report.retired_keys.len(),
             "purged tokens"
         );

@@ -2,6 +2,7 @@
 
 use crate::app::Sesame;
 use crate::error::{Error, Result};
+use crate::store::{EndedAccess, UserRecord};
 
 /// The maximum length of a user name, in characters.
 pub const MAX_NAME_CHARS: usize = 255;
@@ -64,5 +65,90 @@ impl Sesame {
                 kind: "user",
                 id: id_or_name.to_owned(),
             })
+    }
+
+    /// Disables a user and ends their access at once: tokens (personal access tokens
+    /// included) and unused authorization codes are revoked and browser sessions deleted.
+    /// Disabled users cannot sign in or use the password grant, and a device code they
+    /// approved gets `invalid_grant` when polled. Disabling a disabled user revokes again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown user.
+    pub async fn disable_user(&self, id_or_name: &str) -> Result<(UserRecord, EndedAccess)> {
+        let user = self.find_user(id_or_name).await?;
+        let now = self.now();
+        let store = self.store();
+        let mut transaction = store.begin_write().await?;
+        store
+            .set_user_disabled(&mut transaction, user.id, true, now)
+            .await?;
+        let ended = store
+            .end_user_access(&mut transaction, user.id, false, now)
+            .await?;
+        transaction.commit().await?;
+        tracing::info!(
+            user_id = user.id,
+            access_tokens = ended.access_tokens,
+            refresh_tokens = ended.refresh_tokens,
+            sessions = ended.sessions,
+            "disabled user"
+        );
+        Ok((user, ended))
+    }
+
+    /// Enables a disabled user. Tokens revoked when the user was disabled stay revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown user.
+    pub async fn enable_user(&self, id_or_name: &str) -> Result<UserRecord> {
+        let user = self.find_user(id_or_name).await?;
+        let store = self.store();
+        let mut transaction = store.begin_write().await?;
+        store
+            .set_user_disabled(&mut transaction, user.id, false, self.now())
+            .await?;
+        transaction.commit().await?;
+        tracing::info!(user_id = user.id, "enabled user");
+        Ok(user)
+    }
+
+    /// Replaces a user's password and ends their access as [`Sesame::disable_user`] does,
+    /// because a password is usually changed when the old one may be known to someone else.
+    /// Device codes the user approved that no device has exchanged yet become denied.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown user, [`Error::InvalidInput`] for an empty
+    /// password.
+    pub async fn set_user_password(
+        &self,
+        id_or_name: &str,
+        password: &str,
+    ) -> Result<(UserRecord, EndedAccess)> {
+        let user = self.find_user(id_or_name).await?;
+        if password.is_empty() {
+            return Err(Error::InvalidInput("the password is empty".into()));
+        }
+        let hash = self.hasher().hash(password.to_owned()).await?;
+        let now = self.now();
+        let store = self.store();
+        let mut transaction = store.begin_write().await?;
+        store
+            .set_user_password(&mut transaction, user.id, &hash, now)
+            .await?;
+        let ended = store
+            .end_user_access(&mut transaction, user.id, true, now)
+            .await?;
+        transaction.commit().await?;
+        tracing::info!(
+            user_id = user.id,
+            access_tokens = ended.access_tokens,
+            refresh_tokens = ended.refresh_tokens,
+            sessions = ended.sessions,
+            "changed user password"
+        );
+        Ok((user, ended))
     }
 }

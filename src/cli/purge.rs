@@ -23,7 +23,8 @@ pub struct PurgeArgs {
     hours: u32,
 }
 
-/// Deletes revoked and expired tokens, retires keys no live token needs and prints the counts.
+/// Deletes revoked and expired tokens and expired sessions and codes, retires keys no live
+/// token needs and prints the counts.
 pub async fn run(
     config: Config,
     args: PurgeArgs,
@@ -42,6 +43,12 @@ pub async fn run(
         "Deleted {} access tokens and {} refresh tokens.",
         report.access_tokens, report.refresh_tokens
     );
+    if options.expired {
+        text.push_str(&format!(
+            "\nDeleted {} expired sessions, {} authorization codes and {} device codes.",
+            report.sessions, report.authorization_codes, report.device_codes
+        ));
+    }
     for kid in &report.retired_keys {
         text.push_str(&format!("\nRetired key {kid}: no live token uses it."));
     }
@@ -50,6 +57,9 @@ pub async fn run(
             "access_tokens": report.access_tokens,
             "refresh_tokens": report.refresh_tokens,
             "retired_keys": report.retired_keys,
+            "sessions": report.sessions,
+            "authorization_codes": report.authorization_codes,
+            "device_codes": report.device_codes,
         }),
         &text,
     );

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
+use sesame::store::EndedAccess;
 
 use super::Output;
 
@@ -32,6 +33,24 @@ enum UserAction {
     },
     /// List users
     List,
+    /// Disable a user: revoke their tokens, end their sessions and reject their sign-ins
+    Disable {
+        /// User name or numeric id
+        name: String,
+    },
+    /// Enable a disabled user (revoked tokens stay revoked)
+    Enable {
+        /// User name or numeric id
+        name: String,
+    },
+    /// Set a user's password, revoking their tokens and ending their sessions
+    Password {
+        /// User name or numeric id
+        name: String,
+        /// Read the new password from standard input (one line); required
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 /// Runs `sesame user`.
@@ -85,9 +104,56 @@ pub async fn run(
             }
             output.print(&json!({"users": list}), text.trim_end());
         }
+        UserAction::Disable { name } => {
+            let (user, ended) = sesame.disable_user(&name).await?;
+            let text = format!(
+                "Disabled user {} (id {}): {}.",
+                user.name,
+                user.id,
+                describe_ended(&ended)
+            );
+            output.print(
+                &json!({"id": user.id, "name": user.name, "ended": ended}),
+                &text,
+            );
+        }
+        UserAction::Enable { name } => {
+            let user = sesame.enable_user(&name).await?;
+            output.print(
+                &json!({"id": user.id, "name": user.name}),
+                &format!("Enabled user {} (id {}).", user.name, user.id),
+            );
+        }
+        UserAction::Password { name, .. } => {
+            let password = read_password()?;
+            let (user, ended) = sesame.set_user_password(&name, &password).await?;
+            let text = format!(
+                "Changed the password of {} (id {}): {}.",
+                user.name,
+                user.id,
+                describe_ended(&ended)
+            );
+            output.print(
+                &json!({"id": user.id, "name": user.name, "ended": ended}),
+                &text,
+            );
+        }
     }
     sesame.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Describes what ending a user's access revoked and deleted.
+fn describe_ended(ended: &EndedAccess) -> String {
+    format!(
+        "revoked {} access tokens, {} refresh tokens and {} authorization codes, \
+         denied {} device codes and ended {} sessions",
+        ended.access_tokens,
+        ended.refresh_tokens,
+        ended.authorization_codes,
+        ended.device_codes,
+        ended.sessions
+    )
 }
 
 /// Reads one line from standard input, without its line ending.

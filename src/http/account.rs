@@ -94,11 +94,33 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
     shape: &str,
 ) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| {
+    let invalid = |error: serde_json::Error| {
         ApiError::Status(
             axum::http::StatusCode::BAD_REQUEST,
             "invalid_request",
             format!("the body must be JSON {shape}: {error}"),
         )
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    if contains_nul(&value) {
+        return Err(ApiError::Status(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a string in the body contains a NUL character".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(invalid)
+}
+
+/// Checks whether any string or key in `value` contains NUL, which PostgreSQL rejects in
+/// text.
+fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .any(|(key, field)| key.contains('\0') || contains_nul(field)),
+        _ => false,
+    }
 }

@@ -37,6 +37,9 @@ pub(crate) async fn show(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.unwrap_or_default();
+    if let Err(error) = super::form::check_query_limits(&query) {
+        return authorize_error(&sesame, AuthorizeError::Page(error.description));
+    }
     let (params, repeated) = parse_query(&query);
     let request = match check_request(&sesame, &params, &repeated).await {
         Ok(request) => request,

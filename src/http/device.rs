@@ -2,13 +2,12 @@
 //! `GET/POST /oauth/device` where a signed-in user enters the code and decides.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::authorize::scope_views;
-use super::form::{OAuthForm, client_credentials, parse_form};
+use super::form::{OAuthForm, client_credentials, parse_form, query_param};
 use super::no_store;
 use super::pages::{
     ClientAddress, Session, current_session, internal_page, message_page, render, see_other,
@@ -44,18 +43,22 @@ pub(crate) async fn device_code(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct DeviceQuery {
-    user_code: Option<String>,
-}
-
 /// Shows the code entry form to a signed-in user; others sign in first.
 pub(crate) async fn show(
     State(sesame): State<Sesame>,
     headers: HeaderMap,
-    Query(query): Query<DeviceQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let typed = query.user_code.unwrap_or_default();
+    let typed = match query_param(query.as_deref(), "user_code") {
+        Ok(typed) => typed.unwrap_or_default(),
+        Err(error) => {
+            return message_page(
+                StatusCode::BAD_REQUEST,
+                "Connect a device",
+                &error.description,
+            );
+        }
+    };
     match current_session(&sesame, &headers).await {
         Ok(Some(session)) if session.user_id().is_some() => {
             entry_page(StatusCode::OK, &session, &typed, None)
@@ -126,10 +129,11 @@ async fn submit_inner(
     };
     let store = sesame.store();
     let now = sesame.now();
-    let keys = [
-        address.key("device"),
-        format!("device:session:{}", session.record.id_hash),
-    ];
+    let session_key = format!("device:session:{}", session.record.id_hash);
+    let keys: Vec<String> = [address.key("device"), Some(session_key)]
+        .into_iter()
+        .flatten()
+        .collect();
     for key in &keys {
         if let Some(until) = store.attempt_blocked_until(key, now).await? {
             return Ok(too_many_attempts(until - now, "Connect a device"));

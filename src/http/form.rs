@@ -15,8 +15,14 @@ use crate::grant::{OAuthError, Params};
 
 use super::MAX_BODY_BYTES;
 
-/// The maximum number of parameters in one form.
+/// The maximum number of parameters in one form or query.
 const MAX_PARAMS: usize = 64;
+/// The maximum length of a parameter name, in bytes after decoding.
+const MAX_NAME_BYTES: usize = 128;
+/// The maximum length of a parameter value, in bytes after decoding. Far above the longest
+/// value OAuth needs (tokens here are JWTs of about 1 KiB), but a bound on what is hashed,
+/// compared and stored.
+const MAX_VALUE_BYTES: usize = 8 * 1024;
 
 /// A form-encoded OAuth request body.
 pub(crate) struct OAuthForm(pub Params);
@@ -74,8 +80,8 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     }
 }
 
-/// Parses a form body, rejecting invalid UTF-8, malformed percent-encoding, too many
-/// parameters and any parameter given twice.
+/// Parses a form body, rejecting invalid UTF-8, malformed percent-encoding, too many or too
+/// long parameters and any parameter given twice.
 pub(crate) fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| OAuthError::invalid_request("the body is not valid UTF-8"))?;
@@ -85,8 +91,9 @@ pub(crate) fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
         let name = decode_component(name)?;
         let value = decode_component(value)?;
         if params.len() >= MAX_PARAMS {
-            return Err(OAuthError::invalid_request("too many parameters"));
+            return Err(too_many_parameters());
         }
+        check_length(&name, &value)?;
         if params.insert(name.clone(), value).is_some() {
             return Err(OAuthError::invalid_request(format!(
                 "parameter {name:?} is repeated"
@@ -94,6 +101,67 @@ pub(crate) fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
         }
     }
     Ok(Params(params))
+}
+
+/// Checks the parameter count and lengths of a query string, which is decoded elsewhere.
+///
+/// # Errors
+///
+/// `invalid_request` for more than [`MAX_PARAMS`] parameters, a name or value too long, or a
+/// NUL character.
+pub(crate) fn check_query_limits(query: &str) -> Result<(), OAuthError> {
+    let pairs = url::form_urlencoded::parse(query.as_bytes());
+    for (index, (name, value)) in pairs.enumerate() {
+        if index >= MAX_PARAMS {
+            return Err(too_many_parameters());
+        }
+        check_length(&name, &value)?;
+        if name.contains('\0') || value.contains('\0') {
+            return Err(nul_character());
+        }
+    }
+    Ok(())
+}
+
+/// Reads one parameter of a page's query string, such as `return_to`, after checking the
+/// query's limits. Invalid UTF-8 is decoded lossily, so such a value never matches anything.
+///
+/// # Errors
+///
+/// `invalid_request` when the limits are exceeded or the parameter is repeated.
+pub(crate) fn query_param(
+    query: Option<&str>,
+    expected: &str,
+) -> Result<Option<String>, OAuthError> {
+    let query = query.unwrap_or_default();
+    check_query_limits(query)?;
+    let mut found = None;
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name == expected && found.replace(value.into_owned()).is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {expected:?} is repeated"
+            )));
+        }
+    }
+    Ok(found)
+}
+
+fn too_many_parameters() -> OAuthError {
+    OAuthError::invalid_request(format!("more than {MAX_PARAMS} parameters"))
+}
+
+fn check_length(name: &str, value: &str) -> Result<(), OAuthError> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(OAuthError::invalid_request(format!(
+            "a parameter name is longer than {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(OAuthError::invalid_request(format!(
+            "parameter {name:?} is longer than {MAX_VALUE_BYTES} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component: `+` is a space and `%XX` a
@@ -115,6 +183,12 @@ fn decode_component(text: &str) -> Result<String, OAuthError> {
     }
     String::from_utf8(bytes)
         .map_err(|_| OAuthError::invalid_request("a parameter is not valid UTF-8"))
+}
+
+/// The error for a NUL character in a page's query. No value these pages read contains one,
+/// and PostgreSQL rejects NUL in text.
+fn nul_character() -> OAuthError {
+    OAuthError::invalid_request("a parameter contains a NUL character")
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -238,6 +312,23 @@ mod tests {
         for body in [&b"a=%zz"[..], b"a=%4", b"a=%ff", b"\xff=1"] {
             assert!(parse_form(body).is_err(), "{body:?} accepted");
         }
+    }
+
+    #[test]
+    fn too_many_or_too_long_parameters_rejected() {
+        let many: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("p{i}=1")).collect();
+        let many = many.join("&");
+        let long_value = format!("a={}", "x".repeat(MAX_VALUE_BYTES + 1));
+        let long_name = format!("{}=1", "n".repeat(MAX_NAME_BYTES + 1));
+        for input in [&many, &long_value, &long_name] {
+            let error = parse_form(input.as_bytes()).err().expect("form rejected");
+            assert_eq!(error.code, "invalid_request");
+            let error = check_query_limits(input).expect_err("query rejected");
+            assert_eq!(error.code, "invalid_request");
+        }
+        let longest = format!("a={}", "x".repeat(MAX_VALUE_BYTES));
+        assert!(parse_form(longest.as_bytes()).is_ok());
+        assert!(check_query_limits(&longest).is_ok());
     }
 
     #[test]

@@ -1,12 +1,11 @@
 //! `GET/POST /login` and `POST /logout`: the built-in sign-in page.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde::Deserialize;
 
-use super::form::parse_form;
+use super::form::{parse_form, query_param};
 use super::pages::{
     ClientAddress, Session, current_session, internal_page, message_page, render, safe_return_to,
     see_other, session_cookie, set_cookie, start_session, too_many_attempts,
@@ -16,19 +15,17 @@ use crate::error::Error;
 
 use crate::grant::password::{LOGIN_THRESHOLD, LOGIN_WINDOW_SECONDS};
 
-#[derive(Deserialize)]
-pub(crate) struct LoginQuery {
-    return_to: Option<String>,
-}
-
 /// Shows the sign-in form. A visitor without a session gets an anonymous one that carries
 /// the form's CSRF token.
 pub(crate) async fn show(
     State(sesame): State<Sesame>,
     headers: HeaderMap,
-    Query(query): Query<LoginQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let return_to = safe_return_to(query.return_to.as_deref());
+    let return_to = match query_param(query.as_deref(), "return_to") {
+        Ok(return_to) => safe_return_to(return_to.as_deref()),
+        Err(error) => return message_page(StatusCode::BAD_REQUEST, "Sign in", &error.description),
+    };
     match current_session(&sesame, &headers).await {
         Ok(Some(session)) => {
             if session.user_id().is_some() {
@@ -109,8 +106,11 @@ async fn submit_inner(
     let store = sesame.store();
     let now = sesame.now();
     let user_key = format!("login:user:{username}");
-    let address_key = address.key("login");
-    for key in [&user_key, &address_key] {
+    let keys: Vec<String> = [Some(user_key.clone()), address.key("login")]
+        .into_iter()
+        .flatten()
+        .collect();
+    for key in &keys {
         if let Some(until) = store.attempt_blocked_until(key, now).await? {
             return Ok(too_many_attempts(until - now, "Sign in"));
         }
@@ -122,12 +122,11 @@ async fn submit_inner(
     let user = match user {
         Some(user) if verified && !user.disabled => user,
         _ => {
-            store
-                .record_failure(&user_key, now, LOGIN_WINDOW_SECONDS, LOGIN_THRESHOLD)
-                .await?;
-            store
-                .record_failure(&address_key, now, LOGIN_WINDOW_SECONDS, LOGIN_THRESHOLD)
-                .await?;
+            for key in &keys {
+                store
+                    .record_failure(key, now, LOGIN_WINDOW_SECONDS, LOGIN_THRESHOLD)
+                    .await?;
+            }
             tracing::info!(outcome = "failed", "sign-in failed");
             let message = "The user name or password is incorrect.";
             return Ok(login_page(

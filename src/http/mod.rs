@@ -15,21 +15,26 @@ mod metrics;
 mod observe;
 mod pages;
 mod personal;
+mod rate_limit;
 mod revoke;
 mod token;
 mod tokens;
 mod userinfo;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use axum::{Extension, Router};
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::Sesame;
 use crate::error::Error;
@@ -49,9 +54,22 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// Every request through it runs in a `request` tracing span carrying its `request_id`,
 /// which the response echoes in `X-Request-Id`.
+///
+/// The rate limits of `/oauth/token`, `POST /login` and the device endpoints are kept in
+/// memory by the returned router, so each router (each node) counts its own requests. Serve
+/// it with `into_make_service_with_connect_info::<SocketAddr>()`: without the peer address
+/// the per-address limits are off.
 pub fn router(sesame: Sesame) -> Router {
-    Router::new()
-        .route("/oauth/token", post(token::token))
+    let config = sesame.config();
+    let limits = Arc::new(rate_limit::RateLimits::new(
+        config.rate_limit_per_address,
+        config.rate_limit_per_client,
+    ));
+    let limit_state = rate_limit::LimitState {
+        sesame: sesame.clone(),
+        limits: limits.clone(),
+    };
+    let same_origin_routes = Router::new()
         .route(
             "/oauth/authorize",
             get(authorize::show)
@@ -68,23 +86,7 @@ pub fn router(sesame: Sesame) -> Router {
         )
         .route("/account/tokens/{id}/revoke", post(account_page::revoke))
         .route("/assets/{name}", get(pages::asset))
-        .route("/oauth/revoke", post(revoke::revoke))
-        .route("/oauth/introspect", post(introspect::introspect))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(metadata::oauth_authorization_server),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(metadata::openid_configuration),
-        )
-        .route("/oauth/jwks", get(jwks::jwks))
-        .route("/.well-known/jwks.json", get(jwks::jwks))
         .route("/oauth/scopes", get(jwks::scopes))
-        .route(
-            "/oauth/userinfo",
-            get(userinfo::userinfo).post(userinfo::userinfo),
-        )
         .route(
             "/oauth/personal-access-tokens",
             get(personal::list).post(personal::create),
@@ -104,7 +106,15 @@ pub fn router(sesame: Sesame) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            limit_state.clone(),
+            rate_limit::limit_by_address,
+        ));
+    Router::new()
+        .merge(cross_origin_routes(&config.cors_origins, limit_state))
+        .merge(same_origin_routes)
         .fallback(not_found)
+        .layer(Extension(limits))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(limit_duration))
         .layer(axum::middleware::from_fn_with_state(
@@ -112,6 +122,53 @@ pub fn router(sesame: Sesame) -> Router {
             observe::observe,
         ))
         .with_state(sesame)
+}
+
+/// Builds the routes browsers may call from other origins: token, revocation, introspection,
+/// userinfo, JWKS and metadata. Only the exact origins in `origins` get
+/// `Access-Control-Allow-Origin`, and never with credentials, because these endpoints take
+/// explicit credentials and no cookies. The page routes stay same-origin.
+///
+/// The rate limit layer, built from `limit_state`, goes inside the CORS layer so that a 429 carries the
+/// CORS headers and the calling page can read it.
+fn cross_origin_routes(origins: &[String], limit_state: rate_limit::LimitState) -> Router<Sesame> {
+    let routes = Router::new()
+        .route("/oauth/token", post(token::token))
+        .route("/oauth/revoke", post(revoke::revoke))
+        .route("/oauth/introspect", post(introspect::introspect))
+        .route(
+            "/oauth/userinfo",
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+        .route("/oauth/jwks", get(jwks::jwks))
+        .route("/.well-known/jwks.json", get(jwks::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::oauth_authorization_server),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(metadata::openid_configuration),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            limit_state,
+            rate_limit::limit_by_address,
+        ));
+    // Origins were checked when the configuration loaded, so none is dropped here.
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if origins.is_empty() {
+        return routes;
+    }
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+        .expose_headers([WWW_AUTHENTICATE, RETRY_AFTER])
+        .max_age(Duration::from_secs(600));
+    routes.layer(cors)
 }
 
 pub(crate) async fn not_found() -> Response {

@@ -304,12 +304,11 @@ where
 }
 
 impl ClientAddress {
-    /// Returns the key under which failures from this address are counted.
-    pub(crate) fn key(&self, purpose: &str) -> String {
-        match self.0 {
-            Some(ip) => format!("{purpose}:addr:{ip}"),
-            None => format!("{purpose}:addr:unknown"),
-        }
+    /// Returns the key under which failures from this address are counted, or `None` when
+    /// the address is unknown (a router served without `ConnectInfo`): one shared key would
+    /// let anyone's failures block every visitor.
+    pub(crate) fn key(&self, purpose: &str) -> Option<String> {
+        self.0.map(|ip| format!("{purpose}:addr:{ip}"))
     }
 }
 

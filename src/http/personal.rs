@@ -39,13 +39,8 @@ pub(crate) async fn create(
     account: AccountUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: CreateRequest = serde_json::from_slice(&body).map_err(|error| {
-        ApiError::Status(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("the body must be JSON {{\"name\": ..., \"scopes\": [...]}}: {error}"),
-        )
-    })?;
+    let request: CreateRequest =
+        super::account::json_body(&body, "{\"name\": ..., \"scopes\": [...]}")?;
     if let Some(unknown) = request
         .scopes
         .iter()

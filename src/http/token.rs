@@ -1,11 +1,15 @@
 //! `POST /oauth/token`: every grant.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::form::{OAuthForm, client_credentials};
 use super::no_store;
+use super::rate_limit::RateLimits;
 use crate::app::Sesame;
 use crate::grant::{self, GrantError, OAuthError};
 
@@ -22,6 +26,7 @@ const SUPPORTED_GRANTS: [&str; 5] = [
 /// RFC 6749 §5.2 error, always with `Cache-Control: no-store`.
 pub(crate) async fn token(
     State(sesame): State<Sesame>,
+    Extension(limits): Extension<Arc<RateLimits>>,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
@@ -31,7 +36,7 @@ pub(crate) async fn token(
     let mut attempts = 0;
     let result = loop {
         attempts += 1;
-        match token_inner(&sesame, &headers, &params, &grant_type).await {
+        match token_inner(&sesame, &limits, &headers, &params, &grant_type).await {
             Err(GrantError::Internal(error)) if error.is_transaction_conflict() && attempts < 4 => {
                 tracing::debug!(%error, attempts, "retrying a token request after a conflict");
             }
@@ -59,6 +64,7 @@ pub(crate) async fn token(
 
 async fn token_inner(
     sesame: &Sesame,
+    limits: &RateLimits,
     headers: &HeaderMap,
     params: &grant::Params,
     grant_type: &str,
@@ -75,6 +81,9 @@ async fn token_inner(
     let credentials = client_credentials(headers, params)?
         .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
     let client = grant::client_auth::authenticate(sesame, &credentials).await?;
+    // Counted only after authentication, so nobody can use up another client's budget by
+    // sending its id, and unknown ids take no memory.
+    limits.check_client(&client.id)?;
     match grant_type {
         "client_credentials" => grant::client_credentials::grant(sesame, &client, params).await,
         "password" => grant::password::grant(sesame, &client, params).await,

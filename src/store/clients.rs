@@ -233,6 +233,10 @@ impl Store {
         connection: &mut AnyConnection,
         id: &str,
     ) -> Result<Option<ClientRecord>> {
+        // PostgreSQL rejects NUL in text, and no id contains one.
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let query = format!("SELECT {COLUMNS} FROM oauth_clients WHERE id = ?");
         let row = sqlx::query(&self.sql(&query))
             .bind(id)

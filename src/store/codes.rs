@@ -324,6 +324,10 @@ impl Store {
         &self,
         user_code: &str,
     ) -> Result<Option<DeviceCodeRecord>> {
+        // PostgreSQL rejects NUL in text, and no user code contains one.
+        if user_code.contains('\0') {
+            return Ok(None);
+        }
         let query = format!("SELECT {DEVICE_COLUMNS} FROM oauth_device_codes WHERE user_code = ?");
         let row = sqlx::query(&self.sql(&query))
             .bind(user_code)

@@ -30,7 +30,7 @@ pub use purge::PurgeFilter;
 pub use secrets::StoredSecret;
 pub use sessions::{AuthRequestRecord, SessionRecord};
 pub use tokens::{AccessTokenRecord, NewAccessToken, NewRefreshToken, RefreshTokenRecord};
-pub use users::UserRecord;
+pub use users::{EndedAccess, UserRecord};
 
 use crate::config::redact_url;
 use crate::error::{Error, Result};

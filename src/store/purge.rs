@@ -147,6 +147,55 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Deletes browser sessions, pending authorization requests, authorization codes and
+    /// device codes that expired at or before `before`, in batches. Returns the numbers of
+    /// sessions, authorization codes and device codes deleted.
+    ///
+    /// A spent authorization code is kept until it expires, so presenting it again while it
+    /// could still be valid revokes the tokens it issued.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure; batches deleted before it stay deleted.
+    pub async fn purge_expired_flows(&self, before: i64) -> Result<(u64, u64, u64)> {
+        self.purge_expired_rows("sesame_auth_requests", "id_hash", before)
+            .await?;
+        let sessions = self
+            .purge_expired_rows("sesame_sessions", "id_hash", before)
+            .await?;
+        let codes = self
+            .purge_expired_rows("oauth_auth_codes", "id", before)
+            .await?;
+        let device_codes = self
+            .purge_expired_rows("oauth_device_codes", "id", before)
+            .await?;
+        Ok((sessions, codes, device_codes))
+    }
+
+    /// Deletes the rows of `table` whose `expires_at` is at or before `before`, in batches of
+    /// [`FAMILY_BATCH`] keys. `table` and `key` are fixed names from this module, never input.
+    async fn purge_expired_rows(&self, table: &str, key: &str, before: i64) -> Result<u64> {
+        let select = format!("SELECT {key} FROM {table} WHERE expires_at <= ? LIMIT ?");
+        let select = self.sql(&select);
+        let mut deleted = 0;
+        loop {
+            let keys = sqlx::query_scalar::<_, String>(&select)
+                .bind(before)
+                .bind(batch_limit(FAMILY_BATCH))
+                .fetch_all(&self.pool)
+                .await?;
+            if keys.is_empty() {
+                break;
+            }
+            deleted += self.delete_where_in(table, key, &keys).await?;
+            if keys.len() < FAMILY_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(deleted)
+    }
+
     /// Deletes the rows of `table` whose `column` is one of `values`, in one statement.
     /// `table` and `column` are fixed names from this module, never input.
     async fn delete_where_in(&self, table: &str, column: &str, values: &[String]) -> Result<u64> {

@@ -1,5 +1,6 @@
 //! The `users` table: Sesame's built-in user store.
 
+use sqlx::AnyConnection;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -46,7 +47,180 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
     })
 }
 
+/// The rows [`Store::end_user_access`] revoked or deleted, counted per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EndedAccess {
+    /// Access tokens revoked, personal access tokens included.
+    pub access_tokens: u64,
+    /// Refresh tokens revoked.
+    pub refresh_tokens: u64,
+    /// Unused authorization codes revoked.
+    pub authorization_codes: u64,
+    /// Approved device codes not yet exchanged, turned to denied.
+    pub device_codes: u64,
+    /// Browser sessions deleted.
+    pub sessions: u64,
+}
+
 impl Store {
+    /// Sets a user's `disabled` flag. Returns whether the user exists.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] on a query failure.
+    pub async fn set_user_disabled(
+        &self,
+        connection: &mut AnyConnection,
+        id: i64,
+        disabled: bool,
+        now: i64,
+    ) -> Result<bool> {
+        let result =
+            sqlx::query(&self.sql("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?"))
+                .bind(disabled)
+                .bind(now)
+                .bind(id)
+                .execute(connection)
+                .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Replaces a user's password hash. Returns whether the user exists.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] on a query failure.
+    pub async fn set_user_password(
+        &self,
+        connection: &mut AnyConnection,
+        id: i64,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let result =
+            sqlx::query(&self.sql("UPDATE users SET password = ?, updated_at = ? WHERE id = ?"))
+                .bind(password_hash)
+                .bind(now)
+                .bind(id)
+                .execute(connection)
+                .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Revokes every token and unused authorization code of a user and deletes their
+    /// browser sessions. With `deny_device_codes`, device codes the user approved that no
+    /// device has exchanged yet become denied, so the device's next poll gets
+    /// `access_denied`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] on a query failure.
+    pub async fn end_user_access(
+        &self,
+        connection: &mut AnyConnection,
+        user_id: i64,
+        deny_device_codes: bool,
+        now: i64,
+    ) -> Result<EndedAccess> {
+        let (access_tokens, refresh_tokens) =
+            self.revoke_user_tokens(connection, user_id, now).await?;
+        let authorization_codes = self.revoke_user_codes(connection, user_id).await?;
+        let device_codes = if deny_device_codes {
+            self.deny_user_device_codes(connection, user_id).await?
+        } else {
+            0
+        };
+        let sessions = self.delete_user_sessions(connection, user_id).await?;
+        Ok(EndedAccess {
+            access_tokens,
+            refresh_tokens,
+            authorization_codes,
+            device_codes,
+            sessions,
+        })
+    }
+
+    /// Revokes a user's access and refresh tokens; returns how many of each.
+    async fn revoke_user_tokens(
+        &self,
+        connection: &mut AnyConnection,
+        user_id: i64,
+        now: i64,
+    ) -> Result<(u64, u64)> {
+        // Refresh rows before access rows, the lock order of every transaction that touches
+        // both. Refresh tokens have no index on user_id, so this scans the table, which is
+        // acceptable for an operator command.
+        let refresh = sqlx::query(&self.sql(
+            "UPDATE oauth_refresh_tokens SET revoked = ?, revoked_at = COALESCE(revoked_at, ?) \
+             WHERE user_id = ? AND revoked = ?",
+        ))
+        .bind(true)
+        .bind(now)
+        .bind(user_id)
+        .bind(false)
+        .execute(&mut *connection)
+        .await?;
+        let access = sqlx::query(&self.sql(
+            "UPDATE oauth_access_tokens SET revoked = ?, updated_at = ? \
+             WHERE user_id = ? AND revoked = ?",
+        ))
+        .bind(true)
+        .bind(now)
+        .bind(user_id)
+        .bind(false)
+        .execute(connection)
+        .await?;
+        Ok((access.rows_affected(), refresh.rows_affected()))
+    }
+
+    async fn revoke_user_codes(&self, connection: &mut AnyConnection, user_id: i64) -> Result<u64> {
+        let result = sqlx::query(&self.sql(
+            "UPDATE oauth_auth_codes SET revoked = ? \
+             WHERE user_id = ? AND revoked = ? AND used_at IS NULL",
+        ))
+        .bind(true)
+        .bind(user_id)
+        .bind(false)
+        .execute(connection)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn deny_user_device_codes(
+        &self,
+        connection: &mut AnyConnection,
+        user_id: i64,
+    ) -> Result<u64> {
+        let result = sqlx::query(
+            &self.sql("UPDATE oauth_device_codes SET status = ? WHERE user_id = ? AND status = ?"),
+        )
+        .bind(super::DeviceStatus::Denied.as_str())
+        .bind(user_id)
+        .bind(super::DeviceStatus::Approved.as_str())
+        .execute(connection)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        connection: &mut AnyConnection,
+        user_id: i64,
+    ) -> Result<u64> {
+        sqlx::query(&self.sql(
+            "DELETE FROM sesame_auth_requests WHERE session_hash IN \
+             (SELECT id_hash FROM sesame_sessions WHERE user_id = ?)",
+        ))
+        .bind(user_id)
+        .execute(&mut *connection)
+        .await?;
+        let result = sqlx::query(&self.sql("DELETE FROM sesame_sessions WHERE user_id = ?"))
+            .bind(user_id)
+            .execute(connection)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
     /// Inserts a user and returns its id.
     ///
     /// # Errors
@@ -119,6 +293,10 @@ impl Store {
     ///
     /// [`Error::Database`] on a query failure.
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        // PostgreSQL rejects NUL in text, and no user name contains one.
+        if name.contains('\0') {
+            return Ok(None);
+        }
         let query = format!("SELECT {COLUMNS} FROM users WHERE name = ?");
         let row = sqlx::query(&self.sql(&query))
             .bind(name)

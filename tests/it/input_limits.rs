@@ -1,0 +1,309 @@
+//! Hostile input on every endpoint family: too many or too long parameters, repeated
+//! parameters, invalid UTF-8 and malformed percent-encoding get a 400 with an OAuth error
+//! (or an error page on the browser pages), never a 500.
+
+use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
+use sesame::store::ClientKind;
+
+use crate::common::{Reply, Server};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Endpoints that read an OAuth form body and return RFC 6749 JSON errors.
+const OAUTH_FORMS: &[&str] = &[
+    "/oauth/token",
+    "/oauth/revoke",
+    "/oauth/introspect",
+    "/oauth/device/code",
+];
+
+/// Browser pages that read a form body and return errors as HTML pages.
+const PAGE_FORMS: &[&str] = &["/login", "/oauth/device", "/oauth/authorize", "/logout"];
+
+/// Bodies every form endpoint must reject, each with the reason.
+fn bad_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let many: Vec<String> = (0..65).map(|i| format!("p{i}=1")).collect();
+    vec![
+        ("too many parameters", many.join("&").into_bytes()),
+        (
+            "a value too long",
+            format!("grant_type=password&password={}", "x".repeat(8193)).into_bytes(),
+        ),
+        (
+            "a name too long",
+            format!("{}=1", "n".repeat(129)).into_bytes(),
+        ),
+        (
+            "a repeated parameter",
+            b"grant_type=password&grant_type=client_credentials&client_id=a&token=t".to_vec(),
+        ),
+        (
+            "raw invalid UTF-8",
+            b"grant_type=client_credentials&client_id=\xff\xfe&token=t".to_vec(),
+        ),
+        (
+            "percent-encoded invalid UTF-8",
+            b"grant_type=client_credentials&client_id=%C3%28&token=t".to_vec(),
+        ),
+        (
+            "an overlong encoding",
+            b"grant_type=client_credentials&client_id=%C0%AF&token=t".to_vec(),
+        ),
+        (
+            "a stray percent sign",
+            b"grant_type=client_credentials&client_id=a%zz&token=t".to_vec(),
+        ),
+        (
+            "a truncated escape",
+            b"grant_type=client_credentials&client_id=a%4".to_vec(),
+        ),
+    ]
+}
+
+async fn post_raw(server: &Server, path: &str, body: Vec<u8>) -> Reply {
+    let request = server
+        .http
+        .post(server.url(path))
+        .header(CONTENT_TYPE, FORM)
+        .body(body);
+    Reply::read(request.send().await.expect("request")).await
+}
+
+#[tokio::test]
+async fn oauth_forms_reject_bad_input() {
+    let server = Server::start().await;
+    for path in OAUTH_FORMS {
+        for (reason, body) in bad_bodies() {
+            let reply = post_raw(&server, path, body).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{path}, {reason}: {}",
+                reply.text
+            );
+            assert_eq!(reply.json()["error"], "invalid_request", "{path}, {reason}");
+            assert!(
+                reply.json()["error_description"].is_string(),
+                "{path}, {reason}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn pages_reject_bad_form_input() {
+    let server = Server::start().await;
+    for path in PAGE_FORMS {
+        for (reason, body) in bad_bodies() {
+            let reply = post_raw(&server, path, body).await;
+            assert!(
+                reply.status.is_client_error() || reply.status.is_redirection(),
+                "{path}, {reason}: {}",
+                reply.status
+            );
+            assert_ne!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{path}");
+        }
+    }
+    let reply = post_raw(&server, "/login", b"username=%ff".to_vec()).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.text.contains("The form was malformed."),
+        "{}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn nul_character_never_500() {
+    let server = Server::start().await;
+    let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
+    let forged_id = format!("{id}\0evil");
+    let reply = server
+        .post_form(
+            "/oauth/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &forged_id),
+                ("client_secret", &secret),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_client");
+    let reply = server
+        .post_form(
+            "/oauth/token",
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "password"),
+                ("username", "alice\0"),
+                ("password", "pw"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    let reply = post_raw(&server, "/login", b"username=a%00b&password=x".to_vec()).await;
+    assert!(reply.status.is_client_error(), "{}", reply.status);
+
+    for path in [
+        "/oauth/authorize?response_type=code&client_id=a%00b",
+        "/login?return_to=/a%00b",
+        "/oauth/device?user_code=AB%00CD",
+    ] {
+        let reply = Reply::read(
+            server
+                .http
+                .get(server.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            reply.text
+        );
+    }
+
+    let user_id = server.user("alice", "pw").await;
+    let token = server.pat(user_id, &["sesame:account"]).await;
+    let body = serde_json::json!({"name": "a\u{0}b", "scopes": []});
+    let reply = server
+        .send_json(
+            reqwest::Method::POST,
+            "/oauth/personal-access-tokens",
+            Some(&token),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn authorize_query_limits_give_error_page() {
+    let server = Server::start().await;
+    let many: Vec<String> = (0..65).map(|i| format!("p{i}=1")).collect();
+    let long_state = format!("response_type=code&client_id=x&state={}", "s".repeat(8193));
+    let cases = [
+        ("too many parameters", many.join("&")),
+        ("a value too long", long_state),
+        (
+            "invalid UTF-8",
+            "response_type=code&client_id=%FF%FE".to_owned(),
+        ),
+        ("a repeated client_id", "client_id=a&client_id=b".to_owned()),
+    ];
+    for (reason, query) in cases {
+        let reply = Reply::read(
+            server
+                .http
+                .get(server.url(&format!("/oauth/authorize?{query}")))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reason}");
+        assert!(
+            reply.header("content-type").starts_with("text/html"),
+            "{reason}"
+        );
+        assert!(reply.header("location").is_empty(), "{reason}: no redirect");
+    }
+}
+
+#[tokio::test]
+async fn page_queries_reject_repeats_and_floods() {
+    let server = Server::start().await;
+    let many: Vec<String> = (0..65).map(|i| format!("p{i}=1")).collect();
+    let cases = [
+        "/login?return_to=/a&return_to=/b".to_owned(),
+        format!("/login?{}", many.join("&")),
+        "/oauth/device?user_code=A&user_code=B".to_owned(),
+    ];
+    for path in cases {
+        let reply = Reply::read(
+            server
+                .http
+                .get(server.url(&path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            reply.header("content-type").starts_with("text/html"),
+            "{path}"
+        );
+    }
+    let reply = Reply::read(
+        server
+            .http
+            .get(server.url("/login?return_to=%FF"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "invalid UTF-8 is not a local path"
+    );
+}
+
+#[tokio::test]
+async fn json_apis_reject_bad_bodies() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    let token = server.pat(user_id, &["sesame:account"]).await;
+    let bodies: [&[u8]; 3] = [b"\xff\xfe{}", b"{\"name\": \"a\", \"name\": \"b\"", b"[]"];
+    for path in ["/oauth/personal-access-tokens", "/oauth/clients"] {
+        for body in bodies {
+            let reply = Reply::read(
+                server
+                    .http
+                    .post(server.url(path))
+                    .bearer_auth(&token)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.to_vec())
+                    .send()
+                    .await
+                    .expect("request"),
+            )
+            .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{path}: {}",
+                reply.text
+            );
+            assert_eq!(reply.json()["error"], "invalid_request", "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bearer_header_with_invalid_bytes_is_400() {
+    let server = Server::start().await;
+    let value = reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("header");
+    let reply = Reply::read(
+        server
+            .http
+            .get(server.url("/oauth/userinfo"))
+            .header(reqwest::header::AUTHORIZATION, value)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    // A malformed request is `invalid_request` under RFC 6750 §3.1.
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_request");
+}
