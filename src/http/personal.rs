@@ -2,13 +2,13 @@
 //! the signed-in user's personal access tokens, in Passport's JSON shape.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::account::AccountUser;
+use super::account::{AccountUser, RowId};
 use super::{ApiError, no_store};
 use crate::app::Sesame;
 
@@ -39,13 +39,8 @@ pub(crate) async fn create(
     account: AccountUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: CreateRequest = serde_json::from_slice(&body).map_err(|error| {
-        ApiError::Status(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("the body must be JSON {{\"name\": ..., \"scopes\": [...]}}: {error}"),
-        )
-    })?;
+    let request: CreateRequest =
+        super::account::json_body(&body, "{\"name\": ..., \"scopes\": [...]}")?;
     if let Some(unknown) = request
         .scopes
         .iter()
@@ -82,7 +77,7 @@ pub(crate) async fn create(
 pub(crate) async fn revoke(
     State(sesame): State<Sesame>,
     account: AccountUser,
-    Path(id): Path<String>,
+    RowId(id): RowId,
 ) -> Result<Response, ApiError> {
     let user_id = account.user_id;
     if sesame

@@ -8,6 +8,7 @@ mod clients_api;
 mod common;
 mod device;
 mod guard;
+mod hostile;
 mod install;
 mod introspect;
 mod keys;
