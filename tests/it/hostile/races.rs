@@ -313,3 +313,43 @@ async fn spent_refresh_token_refused_by_other_node() {
     assert!(server.sesame.authenticate_bearer(access).await.is_err());
     other_node.close().await;
 }
+
+// A neighbour of catalogue 31: the consent form posted several times at once (a double click,
+// or a replayed form) yields one code.
+#[tokio::test]
+async fn consent_race_one_code() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+    let app = app(&server, ClientKind::Public, &[REDIRECT]).await;
+    let browser = Browser::new(&server);
+    let consent = browser
+        .authorize(&super::code_query(&app, REDIRECT, ""), "alice", "pw")
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let form = [
+        ("_csrf", consent.field("_csrf")),
+        ("auth_request", consent.field("auth_request")),
+        ("decision", "approve".to_owned()),
+    ];
+
+    let statuses = at_once(5, |_| {
+        let request = browser
+            .http
+            .post(format!("{}/oauth/authorize", browser.base))
+            .form(&form);
+        async move { request.send().await.expect("decision").status() }
+    })
+    .await;
+
+    let redirects = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::SEE_OTHER)
+        .count();
+    assert_eq!(redirects, 1, "{statuses:?}");
+    for status in &statuses {
+        let expected = [StatusCode::SEE_OTHER, StatusCode::BAD_REQUEST];
+        assert!(expected.contains(status), "{statuses:?}");
+    }
+    let codes = server.count("SELECT COUNT(*) FROM oauth_auth_codes").await;
+    assert_eq!(codes, 1);
+}
