@@ -88,7 +88,7 @@ where
     }
 }
 
-/// Parses a JSON request body; a malformed body, a field of the wrong type or name, or a
+/// Parses a JSON request body. A malformed body, a field of the wrong type or name, or a
 /// string containing a NUL byte is 400 `invalid_request` naming the expected `shape`.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     body: &[u8],

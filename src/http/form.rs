@@ -96,9 +96,10 @@ pub(crate) fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
     Ok(Params(params))
 }
 
-/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space and `%XX` a
-/// byte; a stray `%`, bytes that are not UTF-8 after decoding, and a NUL byte are errors.
-/// No stored value contains a NUL, and PostgreSQL rejects one in a query parameter.
+/// Decodes one `application/x-www-form-urlencoded` component, where `+` is a space and `%XX`
+/// a byte. A stray `%`, bytes that are not UTF-8 after decoding, and a NUL byte are errors.
+/// A NUL is rejected because no stored value contains one and PostgreSQL rejects one in a
+/// query parameter.
 fn decode_component(text: &str) -> Result<String, OAuthError> {
     let malformed = || OAuthError::invalid_request("malformed percent-encoding");
     let mut bytes = Vec::with_capacity(text.len());

@@ -37,6 +37,7 @@ async fn nul_in_form_or_basic_is_client_error() {
         let status = response.status();
         assert!(status.is_client_error(), "{body}: {status}");
     }
+
     for path in ["/oauth/revoke", "/oauth/introspect"] {
         let reply = server
             .post_form(path, Some((&id, &secret)), &[("token", "abc\u{0}")])
@@ -47,6 +48,7 @@ async fn nul_in_form_or_basic_is_client_error() {
         );
         assert_ne!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
     }
+
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}%00:{secret}"));
     let response = server
         .http
@@ -57,6 +59,7 @@ async fn nul_in_form_or_basic_is_client_error() {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
     let device = server
         .http
         .post(server.url("/oauth/device/code"))
@@ -77,9 +80,11 @@ async fn nul_in_browser_requests_is_client_error() {
     let browser = Browser::new(&server);
     let login = browser.get("/login?return_to=%2Fx%00").await;
     assert_eq!(login.status, StatusCode::OK);
+
     let page = browser.sign_in("alice\u{0}", "pw", "/").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
     browser.sign_in("alice", "pw", "/account/tokens%00").await;
+
     for query in [
         format!(
             "response_type=code&client_id={}&redirect_uri={}%00&code_challenge={CHALLENGE}\
@@ -108,6 +113,7 @@ async fn nul_in_browser_requests_is_client_error() {
             page.status
         );
     }
+
     let device = browser.get("/oauth/device?user_code=BCDF%00GHJK").await;
     assert_ne!(device.status, StatusCode::INTERNAL_SERVER_ERROR);
 }

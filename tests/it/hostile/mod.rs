@@ -32,7 +32,7 @@ pub struct App {
 }
 
 impl App {
-    /// The Basic credentials of a confidential client, or `None` for a public one.
+    /// Returns the Basic credentials of a confidential client, or `None` for a public one.
     pub fn basic(&self) -> Option<(&str, &str)> {
         (!self.secret.is_empty()).then_some((self.id.as_str(), self.secret.as_str()))
     }
@@ -51,8 +51,8 @@ pub async fn app(server: &Server, kind: ClientKind, uris: &[&str]) -> App {
     }
 }
 
-/// An authorization request query for `app` at `redirect_uri`, scope `read`, state `xyz`,
-/// the S256 challenge, and `extra` appended as is.
+/// Builds an authorization request query for `app` at `redirect_uri`, with scope `read`,
+/// state `xyz`, the S256 challenge, and `extra` appended as is.
 pub fn code_query(app: &App, redirect_uri: &str, extra: &str) -> String {
     format!(
         "response_type=code&client_id={}&redirect_uri={}&scope=read&state=xyz\
@@ -84,7 +84,7 @@ pub async fn code_for(browser: &Browser, app: &App, user: &str) -> String {
     query_param(&location, "code").expect("code")
 }
 
-/// The form that redeems `code` at `REDIRECT` with the matching verifier.
+/// Builds the form that redeems `code` at `REDIRECT` with the matching verifier.
 pub fn redeem_form(app: &App, code: &str) -> Vec<(String, String)> {
     let mut form = vec![
         ("grant_type".to_owned(), "authorization_code".to_owned()),

@@ -221,8 +221,8 @@ async fn device_approve_deny_race_single_outcome() {
             .filter(|status| **status == StatusCode::OK)
             .count();
         assert_eq!(winners, 1, "approval {approved}, denial {denied}");
-        // The loser hears the code was already answered (409) or, when it looked the code
-        // up after the winner committed, that the code is no longer valid (400).
+        // The loser gets 409 when the code was decided after its lookup, or 400 when its
+        // lookup ran after the winner committed and found no pending code.
         for status in [approved, denied] {
             let expected = [
                 StatusCode::OK,

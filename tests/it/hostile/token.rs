@@ -281,6 +281,7 @@ async fn sql_in_parameters_is_plain_data() {
             "invalid_scope",
         ),
     ];
+
     for (form, expected) in cases {
         let (status, body) = post_token(&server, Some((&id, &secret)), form).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{form:?}: {body}");
@@ -288,12 +289,14 @@ async fn sql_in_parameters_is_plain_data() {
         let description = body["error_description"].as_str().unwrap_or_default();
         assert!(!description.to_lowercase().contains("sql"), "{description}");
     }
+
     for path in ["/oauth/revoke", "/oauth/introspect"] {
         let reply = server
             .post_form(path, Some((&id, &secret)), &[("token", "x' OR '1'='1")])
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
     }
+
     let (status, body) = post_token(
         &server,
         None,
