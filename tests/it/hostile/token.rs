@@ -345,3 +345,41 @@ async fn public_refresh_bound_to_client_id() {
         "failed attempts do not spend the token: {body}"
     );
 }
+
+// A neighbour of catalogue 115: identifiers compare byte for byte on every backend, so a
+// changed case or a trailing space names nothing, even where MySQL would ignore them.
+#[tokio::test]
+async fn identifier_variants_name_nothing() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+    let (id, secret) = server.client(ClientKind::Password, None).await;
+    let before = server.counts().await;
+    for variant in [format!("{id} "), id.to_uppercase(), format!(" {id}")] {
+        let form = [
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "pw"),
+            ("client_id", variant.as_str()),
+            ("client_secret", secret.as_str()),
+        ];
+
+        let (status, body) = post_token(&server, None, &form).await;
+
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{variant:?}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{variant:?}");
+    }
+
+    for username in ["alice ", "ALICE", "Alice", " alice"] {
+        let form = [
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", "pw"),
+        ];
+
+        let (status, body) = post_token(&server, Some((&id, &secret)), &form).await;
+
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{username:?}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{username:?}");
+    }
+    assert_eq!(server.counts().await, before);
+}
