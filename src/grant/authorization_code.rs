@@ -107,6 +107,13 @@ pub async fn check_request(
             "client_id or redirect_uri was given more than once".into(),
         ));
     }
+    // A NUL byte matches no stored value, and PostgreSQL rejects one in a query parameter.
+    let has_nul = |name: &str| params.get(name).is_some_and(|value| value.contains('\0'));
+    if has_nul("client_id") || has_nul("redirect_uri") {
+        return Err(AuthorizeError::Page(
+            "client_id or redirect_uri contains a NUL byte".into(),
+        ));
+    }
     let client_id =
         get("client_id").ok_or_else(|| AuthorizeError::Page("client_id is missing".into()))?;
     let client = match sesame.store().client(client_id).await? {
@@ -147,6 +154,12 @@ pub async fn check_request(
         return Err(fail(
             "invalid_request",
             &format!("parameter {name} was given more than once"),
+        ));
+    }
+    if let Some(name) = params.keys().find(|name| has_nul(name)) {
+        return Err(fail(
+            "invalid_request",
+            &format!("parameter {name} contains a NUL byte"),
         ));
     }
     if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_BYTES) {
@@ -368,17 +381,8 @@ pub async fn grant(
         .use_auth_code(&mut transaction, &record.id, now)
         .await?
     {
-        if let Some(family_id) = &record.family_id {
-            store
-                .revoke_refresh_family(&mut transaction, family_id, now)
-                .await?;
-        }
-        if let Some(access_token_id) = &record.access_token_id {
-            store
-                .revoke_access_token(&mut transaction, access_token_id, now)
-                .await?;
-        }
-        transaction.commit().await?;
+        transaction.rollback().await?;
+        revoke_code_tokens(sesame, code, now).await?;
         tracing::warn!(client_id = %client.id, "authorization code replayed; revoked its tokens");
         return Err(invalid("the authorization code was already used"));
     }
@@ -435,6 +439,35 @@ pub async fn grant(
         scope: record.scopes.join(" "),
         id_token,
     })
+}
+
+/// Revokes the tokens that the redemption of `code` issued.
+///
+/// This runs in a new transaction because the replay's own transaction may have read the code
+/// before a concurrent redemption committed. PostgreSQL and MySQL then block the conditional
+/// update until that commit, and the update matches no row, but the earlier read still lacks
+/// the issued token ids. A new transaction reads them after that commit.
+async fn revoke_code_tokens(sesame: &Sesame, code: &str, now: i64) -> Result<(), GrantError> {
+    let store = sesame.store();
+    let mut transaction = store.begin_write().await?;
+    let Some(record) = store
+        .auth_code_by_hash(&mut transaction, &hash_secret(code))
+        .await?
+    else {
+        return Ok(());
+    };
+    if let Some(family_id) = &record.family_id {
+        store
+            .revoke_refresh_family(&mut transaction, family_id, now)
+            .await?;
+    }
+    if let Some(access_token_id) = &record.access_token_id {
+        store
+            .revoke_access_token(&mut transaction, access_token_id, now)
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// Checks expiry, the redirect URI and PKCE; returns why the redemption fails, if it does.

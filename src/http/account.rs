@@ -1,7 +1,7 @@
 //! [`AccountUser`]: the signed-in user of the account-management JSON APIs
 //! (`/oauth/personal-access-tokens`, `/oauth/clients`, `/oauth/tokens`).
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 
@@ -88,39 +88,61 @@ where
     }
 }
 
-/// Parses a JSON request body; a malformed body or a field of the wrong type or name is 400
-/// `invalid_request` naming the expected `shape`.
+/// Parses a JSON request body. A malformed body, a field of the wrong type or name, or a
+/// string containing a NUL byte is 400 `invalid_request` naming the expected `shape`.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
     shape: &str,
 ) -> Result<T, ApiError> {
-    let invalid = |error: serde_json::Error| {
+    let invalid = |reason: String| {
         ApiError::Status(
             axum::http::StatusCode::BAD_REQUEST,
             "invalid_request",
-            format!("the body must be JSON {shape}: {error}"),
+            format!("the body must be JSON {shape}: {reason}"),
         )
     };
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| invalid(error.to_string()))?;
+    // No stored value contains a NUL, and PostgreSQL rejects one in a query parameter.
     if contains_nul(&value) {
-        return Err(ApiError::Status(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "a string in the body contains a NUL character".into(),
-        ));
+        return Err(invalid("a string contains a NUL byte".to_owned()));
     }
-    serde_json::from_value(value).map_err(invalid)
+    serde_json::from_value(value).map_err(|error| invalid(error.to_string()))
 }
 
-/// Checks whether any string or key in `value` contains NUL, which PostgreSQL rejects in
-/// text.
 fn contains_nul(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::String(text) => text.contains('\0'),
         serde_json::Value::Array(items) => items.iter().any(contains_nul),
         serde_json::Value::Object(fields) => fields
             .iter()
-            .any(|(key, field)| key.contains('\0') || contains_nul(field)),
+            .any(|(name, field)| name.contains('\0') || contains_nul(field)),
         _ => false,
+    }
+}
+
+/// The `{id}` path segment of a route that names one stored row. An id containing a NUL byte
+/// names no row, and PostgreSQL rejects one in a query parameter, so it is 404 before any
+/// query runs.
+pub(crate) struct RowId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RowId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || {
+            ApiError::Status(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such item".to_owned(),
+            )
+        };
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_found())?;
+        if id.contains('\0') {
+            return Err(not_found());
+        }
+        Ok(RowId(id))
     }
 }

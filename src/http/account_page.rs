@@ -1,11 +1,12 @@
 //! `GET/POST /account/tokens`: the signed-in user's personal access tokens as a web page.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
 
+use super::account::RowId;
 use super::authorize::scope_views;
 use super::pages::{Session, current_session, internal_page, message_page, render, see_other};
 use crate::app::Sesame;
@@ -164,7 +165,7 @@ pub(crate) async fn create(
 pub(crate) async fn revoke(
     State(sesame): State<Sesame>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    RowId(id): RowId,
     body: Bytes,
 ) -> Response {
     let result = async {

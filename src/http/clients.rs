@@ -3,13 +3,13 @@
 //! gets 404, as an unknown one does.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::account::{AccountUser, json_body};
+use super::account::{AccountUser, RowId, json_body};
 use super::{ApiError, no_store};
 use crate::app::Sesame;
 use crate::store::ClientRecord;
@@ -87,7 +87,7 @@ pub(crate) async fn create(
 pub(crate) async fn update(
     State(sesame): State<Sesame>,
     account: AccountUser,
-    Path(id): Path<String>,
+    RowId(id): RowId,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: UpdateRequest = json_body(&body, UPDATE_SHAPE)?;
@@ -101,7 +101,7 @@ pub(crate) async fn update(
 pub(crate) async fn revoke(
     State(sesame): State<Sesame>,
     account: AccountUser,
-    Path(id): Path<String>,
+    RowId(id): RowId,
 ) -> Result<Response, ApiError> {
     sesame.revoke_user_client(account.user_id, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -111,7 +111,7 @@ pub(crate) async fn revoke(
 pub(crate) async fn replace_secret(
     State(sesame): State<Sesame>,
     account: AccountUser,
-    Path(id): Path<String>,
+    RowId(id): RowId,
 ) -> Result<Response, ApiError> {
     let (client, secret) = sesame
         .replace_user_client_secret(account.user_id, &id)

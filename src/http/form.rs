@@ -164,8 +164,10 @@ fn check_length(name: &str, value: &str) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space and `%XX` a
-/// byte; a stray `%` or bytes that are not UTF-8 after decoding are errors.
+/// Decodes one `application/x-www-form-urlencoded` component, where `+` is a space and `%XX`
+/// a byte. A stray `%`, bytes that are not UTF-8 after decoding, and a NUL byte are errors.
+/// A NUL is rejected because no stored value contains one and PostgreSQL rejects one in a
+/// query parameter.
 fn decode_component(text: &str) -> Result<String, OAuthError> {
     let malformed = || OAuthError::invalid_request("malformed percent-encoding");
     let mut bytes = Vec::with_capacity(text.len());
@@ -180,6 +182,11 @@ fn decode_component(text: &str) -> Result<String, OAuthError> {
             }
             other => bytes.push(other),
         }
+    }
+    if bytes.contains(&0) {
+        return Err(OAuthError::invalid_request(
+            "a parameter contains a NUL byte",
+        ));
     }
     String::from_utf8(bytes)
         .map_err(|_| OAuthError::invalid_request("a parameter is not valid UTF-8"))
@@ -309,7 +316,14 @@ mod tests {
 
     #[test]
     fn bad_encodings_rejected() {
-        for body in [&b"a=%zz"[..], b"a=%4", b"a=%ff", b"\xff=1"] {
+        for body in [
+            &b"a=%zz"[..],
+            b"a=%4",
+            b"a=%ff",
+            b"\xff=1",
+            b"a=b%00",
+            b"a%00=b",
+        ] {
             assert!(parse_form(body).is_err(), "{body:?} accepted");
         }
     }

@@ -2,13 +2,13 @@
 //! the signed-in user's personal access tokens, in Passport's JSON shape.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::account::AccountUser;
+use super::account::{AccountUser, RowId};
 use super::{ApiError, no_store};
 use crate::app::Sesame;
 
@@ -77,7 +77,7 @@ pub(crate) async fn create(
 pub(crate) async fn revoke(
     State(sesame): State<Sesame>,
     account: AccountUser,
-    Path(id): Path<String>,
+    RowId(id): RowId,
 ) -> Result<Response, ApiError> {
     let user_id = account.user_id;
     if sesame

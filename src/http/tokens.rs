@@ -1,13 +1,13 @@
 //! `GET /oauth/tokens` and `DELETE /oauth/tokens/{id}`: the access tokens the user's authorized
 //! applications hold. Personal access tokens have their own endpoints.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::ApiError;
-use super::account::AccountUser;
+use super::account::{AccountUser, RowId};
 use crate::app::Sesame;
 
 /// Lists the user's unrevoked, unexpired application tokens with their client's id and name.
@@ -39,7 +39,7 @@ pub(crate) async fn list(
 pub(crate) async fn revoke(
     State(sesame): State<Sesame>,
     account: AccountUser,
-    Path(id): Path<String>,
+    RowId(id): RowId,
 ) -> Result<Response, ApiError> {
     let user_id = account.user_id;
     if sesame

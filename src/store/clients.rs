@@ -242,7 +242,10 @@ impl Store {
             .bind(id)
             .fetch_optional(connection)
             .await?;
-        row.as_ref().map(client_from_row).transpose()
+        let client = row.as_ref().map(client_from_row).transpose()?;
+        // MySQL and MariaDB collations ignore trailing spaces, so `'a '` equals `'a'` there;
+        // only an exact match names the client.
+        Ok(client.filter(|client| client.id == id))
     }
 
     /// Lists every client, oldest first.

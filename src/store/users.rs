@@ -302,7 +302,10 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(user_from_row).transpose()
+        let user = row.as_ref().map(user_from_row).transpose()?;
+        // MySQL and MariaDB collations ignore trailing spaces, so `'a '` equals `'a'` there;
+        // only an exact match names the user.
+        Ok(user.filter(|user| user.name == name))
     }
 
     /// Lists every user, oldest first.

@@ -13,6 +13,7 @@ mod device;
 mod doctor;
 mod embedded;
 mod guard;
+mod hostile;
 mod input_limits;
 mod install;
 mod introspect;
