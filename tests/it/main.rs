@@ -14,6 +14,7 @@ mod keys;
 mod metadata;
 mod personal;
 mod purge;
+mod redaction;
 mod revoke;
 mod rotation;
 mod token_endpoint;
