@@ -11,6 +11,7 @@ mod guard;
 mod install;
 mod introspect;
 mod keys;
+mod log_capture;
 mod metadata;
 mod personal;
 mod purge;
