@@ -54,7 +54,7 @@ def plant(run_dir: Path, text: str) -> Path:
 def test_clean_logs_pass(run_dir):
     result = run_checker(run_dir)
     assert result.returncode == 0, result.stderr
-    assert "0 leaks" in result.stdout
+    assert "leaks found: 0" in result.stdout
     assert "1 shorter than 8 characters" in result.stdout
 
 
