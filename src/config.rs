@@ -127,8 +127,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Values given on the command line; they override every other source.
-#[derive(Debug, Default, Clone)]
+/// Values given on the command line; they override every other source. `Debug` hides a
+/// password in the database URL.
+#[derive(Default, Clone)]
 pub struct Overrides {
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
@@ -138,8 +139,21 @@ pub struct Overrides {
     pub bind: Option<String>,
 }
 
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("bind", &self.bind)
+            .finish()
+    }
+}
+
 /// The shape of `sesame.toml`: the environment variables' names in snake case.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     database_url: Option<String>,

@@ -23,6 +23,9 @@ pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod guard;
 pub mod http;

@@ -34,7 +34,7 @@ pub fn matches(registered: &str, requested: &str) -> bool {
 }
 
 /// Removes the port from `http://127.0.0.1:PORT...` or `http://[::1]:PORT...` when the port is
-/// followed by the end, `/` or `?`. Returns `None` for any other URI.
+/// at most 65535 and followed by the end, `/` or `?`. Returns `None` for any other URI.
 fn strip_loopback_port(uri: &str) -> Option<String> {
     let hosts = ["http://127.0.0.1", "http://[::1]"];
     let host = hosts.iter().find(|host| uri.starts_with(**host))?;
@@ -42,7 +42,8 @@ fn strip_loopback_port(uri: &str) -> Option<String> {
     let after_port = match rest.strip_prefix(':') {
         Some(port_and_rest) => {
             let digits = port_and_rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 || digits > 5 {
+            // A larger port makes the URI invalid, so redirecting there would fail.
+            if digits == 0 || digits > 5 || port_and_rest[..digits].parse::<u16>().is_err() {
                 return None;
             }
             &port_and_rest[digits..]
@@ -110,6 +111,15 @@ mod tests {
         ] {
             assert!(find_match(&list, bad).is_none(), "{bad} matched");
         }
+    }
+
+    #[test]
+    fn loopback_port_above_65535_rejected() {
+        let list = registered(&["http://127.0.0.1/callback", "http://[::1]/cb"]);
+        assert!(find_match(&list, "http://127.0.0.1:65535/callback").is_some());
+        assert!(find_match(&list, "http://127.0.0.1:65536/callback").is_none());
+        assert!(find_match(&list, "http://127.0.0.1:99999/callback").is_none());
+        assert!(find_match(&list, "http://[::1]:65536/cb").is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod account_page;
 mod authorize;
 mod clients;
 mod device;
-mod form;
+pub(crate) mod form;
 mod health;
 mod introspect;
 mod jwks;

@@ -59,8 +59,8 @@ impl ClientKind {
 /// The device authorization grant type (RFC 8628 §3.4).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-/// A client to insert. The secret is already hashed.
-#[derive(Clone, Debug)]
+/// A client to insert. The secret is already hashed, and `Debug` does not show the hash.
+#[derive(Clone)]
 pub struct NewClient {
     /// The new client's id.
     pub id: String,
@@ -86,6 +86,16 @@ pub struct NewClient {
     pub user_id: Option<i64>,
     /// The audience of a resource server; `None` for every other client.
     pub audience: Option<String>,
+}
+
+impl std::fmt::Debug for NewClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewClient")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("grant_types", &self.grant_types)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A stored client. `Debug` never shows the secret hash.

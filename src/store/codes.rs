@@ -116,8 +116,8 @@ impl DeviceStatus {
     }
 }
 
-/// A stored device authorization.
-#[derive(Clone, Debug)]
+/// A stored device authorization. `Debug` never shows the user code.
+#[derive(Clone)]
 pub struct DeviceCodeRecord {
     /// Row id.
     pub id: String,
@@ -139,6 +139,19 @@ pub struct DeviceCodeRecord {
     pub auth_time: Option<i64>,
     /// Expiry.
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for DeviceCodeRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCodeRecord")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("user_id", &self.user_id)
+            .field("status", &self.status)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 const DEVICE_COLUMNS: &str = "id, user_code, client_id, scopes, user_id, status, poll_interval, \

@@ -6,8 +6,8 @@ use sqlx::Row as _;
 use super::{Backend, Store, json_list, parse_list};
 use crate::error::Result;
 
-/// A stored session.
-#[derive(Clone, Debug)]
+/// A stored session. `Debug` never shows the CSRF token.
+#[derive(Clone)]
 pub struct SessionRecord {
     /// Hash of the cookie value.
     pub id_hash: String,
@@ -19,6 +19,16 @@ pub struct SessionRecord {
     pub auth_time: Option<i64>,
     /// Expiry.
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("user_id", &self.user_id)
+            .field("auth_time", &self.auth_time)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An authorization request waiting for the user's decision.

@@ -279,54 +279,89 @@ impl Verifier {
         now: i64,
     ) -> std::result::Result<VerifiedClaims, Rejection> {
         let header = parse_header(token)?;
-        match header
-            .typ
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("at+jwt" | "application/at+jwt") => {}
-            _ => return Err(Rejection::WrongType),
-        }
-        if header.crit.is_some() {
-            return Err(Rejection::UnknownCritical);
-        }
-        let kid = header.kid.ok_or(Rejection::UnknownKey)?;
-        let (alg, key) = match self.lookup(&kid) {
+        let kid = check_header(&header)?;
+        let (alg, key) = match self.lookup(kid) {
             Some(found) => found,
             None if self.may_reload() => {
                 if let Err(error) = self.reload(store).await {
                     tracing::warn!(%error, "reloading verification keys failed");
                 }
-                self.lookup(&kid).ok_or(Rejection::UnknownKey)?
+                self.lookup(kid).ok_or(Rejection::UnknownKey)?
             }
             None => return Err(Rejection::UnknownKey),
         };
-        if header.alg.as_deref() != Some(alg.name()) {
-            return Err(Rejection::WrongAlgorithm);
-        }
-        let mut validation = jsonwebtoken::Validation::new(alg.jsonwebtoken());
-        validation.set_issuer(&[issuer]);
-        match audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
-        }
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        // Time is checked below against Sesame's clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &key, &validation)
-            .map_err(|_| Rejection::Invalid)?;
-        let claims = data.claims;
-        if claims.exp + LEEWAY_SECONDS < now {
-            return Err(Rejection::Expired);
-        }
-        let not_yet = claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS);
-        if claims.iat > now + LEEWAY_SECONDS || not_yet {
-            return Err(Rejection::Invalid);
-        }
-        Ok(claims)
+        verify_signed(token, &header, alg, &key, issuer, audience, now)
     }
+
+    /// Verifies a token as [`Verifier::verify`] does, against the keys already loaded: an
+    /// unknown `kid` is rejected without asking the database.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn verify_loaded(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: Option<&str>,
+        now: i64,
+    ) -> std::result::Result<VerifiedClaims, Rejection> {
+        let header = parse_header(token)?;
+        let kid = check_header(&header)?;
+        let (alg, key) = self.lookup(kid).ok_or(Rejection::UnknownKey)?;
+        verify_signed(token, &header, alg, &key, issuer, audience, now)
+    }
+}
+
+/// Checks the header's `typ` and `crit` and returns its `kid`.
+fn check_header(header: &Header) -> std::result::Result<&str, Rejection> {
+    match header
+        .typ
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("at+jwt" | "application/at+jwt") => {}
+        _ => return Err(Rejection::WrongType),
+    }
+    if header.crit.is_some() {
+        return Err(Rejection::UnknownCritical);
+    }
+    header.kid.as_deref().ok_or(Rejection::UnknownKey)
+}
+
+/// Checks the signature with `key`, then the issuer, audience and times at `now`.
+fn verify_signed(
+    token: &str,
+    header: &Header,
+    alg: KeyAlgorithm,
+    key: &jsonwebtoken::DecodingKey,
+    issuer: &str,
+    audience: Option<&str>,
+    now: i64,
+) -> std::result::Result<VerifiedClaims, Rejection> {
+    if header.alg.as_deref() != Some(alg.name()) {
+        return Err(Rejection::WrongAlgorithm);
+    }
+    let mut validation = jsonwebtoken::Validation::new(alg.jsonwebtoken());
+    validation.set_issuer(&[issuer]);
+    match audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    // Time is checked below against Sesame's clock.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let data = jsonwebtoken::decode::<VerifiedClaims>(token, key, &validation)
+        .map_err(|_| Rejection::Invalid)?;
+    let claims = data.claims;
+    // A forged or hostile `exp` near i64::MAX must not overflow.
+    if claims.exp.saturating_add(LEEWAY_SECONDS) < now {
+        return Err(Rejection::Expired);
+    }
+    let not_yet = claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS);
+    if claims.iat > now + LEEWAY_SECONDS || not_yet {
+        return Err(Rejection::Invalid);
+    }
+    Ok(claims)
 }
 
 fn parse_header(token: &str) -> std::result::Result<Header, Rejection> {
@@ -343,4 +378,52 @@ fn parse_header(token: &str) -> std::result::Result<Header, Rejection> {
         .decode(header)
         .map_err(|_| Rejection::Malformed)?;
     serde_json::from_slice::<Header>(&bytes).map_err(|_| Rejection::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUER: &str = "https://sesame.test";
+    const AUDIENCE: &str = "https://api.sesame.test";
+    const NOW: i64 = 1_800_000_000;
+
+    fn claims(iat: i64, exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: ISSUER.to_owned(),
+            sub: "42".to_owned(),
+            aud: AUDIENCE.to_owned(),
+            client_id: "client".to_owned(),
+            jti: "token".to_owned(),
+            iat,
+            exp,
+            scope: "read".to_owned(),
+            scopes: vec!["read".to_owned()],
+        }
+    }
+
+    fn verify_at_now(iat: i64, exp: i64) -> std::result::Result<VerifiedClaims, Rejection> {
+        let (key, _pem) = SigningKey::generate(KeyAlgorithm::EdDsa, 2048).expect("key");
+        let verifier = Verifier::new(&key);
+        let token = sign(&key, &claims(iat, exp)).expect("signed");
+        verifier.verify_loaded(&token, ISSUER, Some(AUDIENCE), NOW)
+    }
+
+    #[test]
+    fn expiry_at_i64_max_does_not_overflow() {
+        let claims = verify_at_now(NOW, i64::MAX).expect("a token expiring at i64::MAX is valid");
+        assert_eq!(claims.exp, i64::MAX);
+    }
+
+    #[test]
+    fn extreme_times_rejected_without_overflow() {
+        assert_eq!(
+            verify_at_now(NOW - 120, NOW - 61).err(),
+            Some(Rejection::Expired)
+        );
+        // jsonwebtoken reads `exp` as an unsigned number, so a negative one is invalid.
+        assert_eq!(verify_at_now(NOW, i64::MIN).err(), Some(Rejection::Invalid));
+        assert_eq!(verify_at_now(i64::MAX, NOW).err(), Some(Rejection::Invalid));
+        assert!(verify_at_now(i64::MIN, NOW + 10).is_ok());
+    }
 }

@@ -4,6 +4,7 @@ Nothing here imports Sesame code: the server is the compiled binary (env SESAME_
 target/debug/sesame in the repository), driven over HTTP and through its CLI.
 """
 
+import base64
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import uuid
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote_plus, urljoin, urlsplit
 
 import jwt
 import pytest
@@ -36,9 +37,133 @@ LISTENING_LINE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 # Scopes declared in the server's sesame.toml, beside the built-in ones.
 DECLARED_SCOPES = {"read": "Read things", "write": "Write things"}
 
+# Sesame's log filter for every server and CLI run the tests start.
+SESAME_LOG_FILTER = "sesame=debug"
+
+# When set, the directory for this suite run's logs and the secrets the tests handle, which
+# scripts/check-log-secrets searches the logs for. See record_secret.
+LOG_DIR = Path(os.environ["SESAME_TEST_LOG_DIR"]) if os.environ.get("SESAME_TEST_LOG_DIR") else None
+
+# Form, query and JSON field names whose values are secrets.
+SECRET_FIELDS = {
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "client_secret",
+    "secret",
+    "code",
+    "code_verifier",
+    "device_code",
+    "user_code",
+    "password",
+    "_csrf",
+}
+
 # The tests talk only to the server they start on loopback, so no proxy from the
 # environment may carry their requests (requests and urllib both read these variables).
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+
+def record_secret(kind: str, value: str) -> None:
+    """Append a secret of `kind` to LOG_DIR/secrets.jsonl, when LOG_DIR is set."""
+    if LOG_DIR is None or not value:
+        return
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with (LOG_DIR / "secrets.jsonl").open("a") as secrets:
+        secrets.write(json.dumps({"kind": kind, "value": value}) + "\n")
+
+
+def record_pairs(pairs) -> None:
+    for name, value in pairs:
+        if name in SECRET_FIELDS:
+            record_secret(name, value)
+
+
+def record_json(value) -> None:
+    """Record the string values of secret fields anywhere in a JSON document."""
+    if isinstance(value, dict):
+        for name, field in value.items():
+            if name in SECRET_FIELDS and isinstance(field, str):
+                record_secret(name, field)
+            else:
+                record_json(field)
+    elif isinstance(value, list):
+        for item in value:
+            record_json(item)
+
+
+CSRF_FIELD = re.compile(r'name="_csrf" value="([^"]*)"')
+
+
+def record_request(request: requests.PreparedRequest) -> None:
+    """Record the secrets a request sends: credentials, cookies and secret form fields."""
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "basic":
+        decoded = base64.b64decode(credentials).decode(errors="replace")
+        record_secret("client_secret", unquote_plus(decoded.partition(":")[2]))
+    elif scheme.lower() == "bearer":
+        record_secret("access_token", credentials)
+    for cookie in request.headers.get("Cookie", "").split(";"):
+        name, _, value = cookie.strip().partition("=")
+        record_secret(f"cookie {name}", value)
+    record_pairs(parse_qsl(urlsplit(request.url).query))
+    body = request.body
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    if not isinstance(body, str):
+        return
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        record_pairs(parse_qsl(body))
+    elif content_type.startswith("application/json"):
+        try:
+            record_json(json.loads(body))
+        except ValueError:
+            pass
+
+
+def record_response(response: requests.Response) -> None:
+    """Record the secrets a response carries: cookies, an authorization code in Location,
+    secret JSON fields and hidden CSRF inputs."""
+    for cookie in response.cookies:
+        record_secret(f"cookie {cookie.name}", cookie.value or "")
+    location = response.headers.get("Location", "")
+    record_pairs(parse_qsl(urlsplit(location).query))
+    content_type = response.headers.get("Content-Type", "")
+    if content_type.startswith("application/json"):
+        try:
+            record_json(response.json())
+        except ValueError:
+            pass
+    elif content_type.startswith("text/html"):
+        for value in CSRF_FIELD.findall(response.text):
+            record_secret("_csrf", value)
+
+
+if LOG_DIR is not None:
+    # Every HTTP client the Python tests use (requests, and authlib's OAuth2Session built on
+    # it) sends through Session.send, so this records each request and response once. The
+    # Node client and Chromium in the browser tests are not covered.
+    unrecorded_send = requests.Session.send
+
+    def recording_send(self, request, **kwargs):
+        record_request(request)
+        response = unrecorded_send(self, request, **kwargs)
+        record_response(response)
+        return response
+
+    requests.Session.send = recording_send
+
+
+def server_log_path(data_dir: Path) -> Path:
+    """Return the file a `sesame serve` run logs to: a new file in LOG_DIR when it is set, so
+    the log outlives the temporary data directory, and serve.log in `data_dir` otherwise."""
+    if LOG_DIR is None:
+        return data_dir / "serve.log"
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return LOG_DIR / f"serve-{uuid.uuid4().hex[:12]}.log"
 
 
 def sesame_binary() -> Path:
@@ -58,6 +183,7 @@ def child_environment(**extra: str) -> dict:
         name: value for name, value in os.environ.items() if not name.startswith("SESAME_")
     }
     environment["NO_COLOR"] = "1"
+    environment["RUST_LOG"] = SESAME_LOG_FILTER
     environment.update(extra)
     return environment
 
@@ -91,15 +217,21 @@ class SesameServer:
             timeout=CLI_TIMEOUT_SECONDS,
             check=False,
         )
+        if LOG_DIR is not None:
+            LOG_DIR.mkdir(parents=True, exist_ok=True)
+            (LOG_DIR / f"cli-{uuid.uuid4().hex[:12]}.log").write_text(result.stderr)
         if result.returncode != 0:
             raise AssertionError(
                 f"`sesame {' '.join(args)}` exited with {result.returncode}: {result.stderr}"
             )
-        return json.loads(result.stdout)
+        output = json.loads(result.stdout)
+        record_json(output)
+        return output
 
     def add_user(self, password: str, email: str | None = None) -> dict:
         """Add a user with a fresh unique name and return `{"id", "name"}`."""
         name = f"user_{uuid.uuid4().hex[:12]}"
+        record_secret("password", password)
         args = ["user", "add", name, "--password-stdin"]
         if email is not None:
             args += ["--email", email]
@@ -206,7 +338,7 @@ def sesame(tmp_path_factory) -> SesameServer:
     data_dir = tmp_path_factory.mktemp("sesame")
     scopes = "".join(f'{name} = "{text}"\n' for name, text in DECLARED_SCOPES.items())
     (data_dir / "sesame.toml").write_text(f"[scopes]\n{scopes}")
-    log_path = data_dir / "serve.log"
+    log_path = server_log_path(data_dir)
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [str(binary), "--data-dir", str(data_dir), "serve", "--bind", "127.0.0.1:0"],

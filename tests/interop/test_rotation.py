@@ -13,6 +13,7 @@ from conftest import (
     SesameServer,
     child_environment,
     read_listening_line,
+    server_log_path,
     sesame_binary,
     stop,
 )
@@ -31,7 +32,7 @@ def rotating_sesame(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("sesame-rotation")
     scopes = "".join(f'{name} = "{text}"\n' for name, text in DECLARED_SCOPES.items())
     (data_dir / "sesame.toml").write_text(f"[scopes]\n{scopes}")
-    log_path = data_dir / "serve.log"
+    log_path = server_log_path(data_dir)
     environment = child_environment(SESAME_JWKS_MAX_AGE=str(JWKS_MAX_AGE_SECONDS))
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -59,11 +59,13 @@ impl Browser {
         let location = headers
             .get(LOCATION)
             .map(|v| v.to_str().expect("ascii").to_owned());
+        let body = response.text().await.expect("body");
+        crate::log_capture::record_response(&headers, &body);
         Page {
             status,
             location,
             headers,
-            body: response.text().await.expect("body"),
+            body,
         }
     }
 
@@ -79,6 +81,7 @@ impl Browser {
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        crate::log_capture::record_form(form);
         Self::page(
             self.http
                 .post(self.absolute(path))

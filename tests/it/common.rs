@@ -10,6 +10,8 @@ use sesame::store::ClientKind;
 use sesame::{Config, OpenOptions, Sesame};
 use tempfile::TempDir;
 
+use crate::log_capture;
+
 /// Scopes every test server declares.
 pub const SCOPES_TOML: &str = "[scopes]\nread = \"Read things\"\nwrite = \"Write things\"\n";
 
@@ -135,6 +137,7 @@ impl Server {
 
     /// Starts a server on `dir`, letting `adjust` change the configuration first.
     pub async fn start_with(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Server {
+        log_capture::log_dir();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -196,14 +199,14 @@ impl Server {
         let (client, secret) = sesame::install::create_client(&self.sesame, kind, "test", scopes)
             .await
             .expect("client created");
-        (
-            client.id,
-            secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
-        )
+        let secret = secret.map(|s| s.expose().to_owned()).unwrap_or_default();
+        log_capture::record("client_secret", &secret);
+        (client.id, secret)
     }
 
     /// Adds a user with a password and returns its id.
     pub async fn user(&self, name: &str, password: &str) -> i64 {
+        log_capture::record("password", password);
         self.sesame
             .add_user(name, Some(&format!("{name}@example.com")), Some(password))
             .await
@@ -217,6 +220,8 @@ impl Server {
         secret: &str,
         form: &[(&str, &str)],
     ) -> (StatusCode, Value) {
+        log_capture::record("client_secret", secret);
+        log_capture::record_form(form);
         let response = self
             .http
             .post(self.url("/oauth/token"))
@@ -226,7 +231,9 @@ impl Server {
             .await
             .expect("token request");
         let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let body = response.json().await.unwrap_or(Value::Null);
+        log_capture::record_json(&body);
+        (status, body)
     }
 
     /// Gets a client credentials access token.
@@ -247,15 +254,19 @@ impl Server {
 
     /// Issues a personal access token for `user_id`.
     pub async fn pat(&self, user_id: i64, scopes: &[&str]) -> String {
-        self.sesame
+        let token = self
+            .sesame
             .create_token(user_id, "test token", scopes)
             .await
             .expect("pat")
-            .access_token
+            .access_token;
+        log_capture::record("access_token", &token);
+        token
     }
 
     /// Calls a path with a bearer token and returns the status, `WWW-Authenticate` and body.
     pub async fn get_with(&self, path: &str, token: &str) -> (StatusCode, String, Value) {
+        log_capture::record("access_token", token);
         let response = self
             .http
             .get(self.url(path))
@@ -269,11 +280,9 @@ impl Server {
             .get("www-authenticate")
             .map(|v| v.to_str().unwrap_or_default().to_owned())
             .unwrap_or_default();
-        (
-            status,
-            challenge,
-            response.json().await.unwrap_or(Value::Null),
-        )
+        let body = response.json().await.unwrap_or(Value::Null);
+        log_capture::record_json(&body);
+        (status, challenge, body)
     }
 
     /// Posts a form to `path`, with HTTP Basic credentials when given.
@@ -283,8 +292,10 @@ impl Server {
         basic: Option<(&str, &str)>,
         form: &[(&str, &str)],
     ) -> Reply {
+        log_capture::record_form(form);
         let mut request = self.http.post(self.url(path)).form(form);
         if let Some((id, secret)) = basic {
+            log_capture::record("client_secret", secret);
             request = request.basic_auth(id, Some(secret));
         }
         Reply::read(request.send().await.expect("request")).await
@@ -300,9 +311,11 @@ impl Server {
     ) -> Reply {
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
+            log_capture::record("access_token", token);
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
+            log_capture::record_json(body);
             request = request.json(body);
         }
         Reply::read(request.send().await.expect("request")).await
@@ -394,6 +407,7 @@ impl Reply {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
+        log_capture::record_response(&headers, &text);
         Reply {
             status,
             headers,
@@ -448,14 +462,18 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String,
         }
     }
     for (name, value) in env {
+        if *name == "SESAME_PRIVATE_KEY" {
+            log_capture::record("private key", value);
+        }
         command.env(name, value);
     }
     let output = command.output().expect("sesame runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    // The CLI keeps its default log level, because tests check its exact stderr.
+    log_capture::record_cli_output(&stdout);
+    log_capture::save_cli_log(&stderr);
+    (output.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 /// Returns the `jti` of a JWT, which is its row id.

@@ -19,10 +19,13 @@ async fn start(server: &Server, client_id: &str, scope: &str) -> Value {
         .expect("request");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    response.json().await.expect("json")
+    let body = response.json().await.expect("json");
+    crate::log_capture::record_json(&body);
+    body
 }
 
 async fn poll(server: &Server, client_id: &str, device_code: &str) -> (StatusCode, Value) {
+    crate::log_capture::record("device_code", device_code);
     let response = server
         .http
         .post(server.url("/oauth/token"))
@@ -35,7 +38,9 @@ async fn poll(server: &Server, client_id: &str, device_code: &str) -> (StatusCod
         .await
         .expect("request");
     let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let body = response.json().await.unwrap_or(Value::Null);
+    crate::log_capture::record_json(&body);
+    (status, body)
 }
 
 async fn setup() -> (Server, String, Browser) {
