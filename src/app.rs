@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::keys::{self, KeyAlgorithm, SigningKey};
 use crate::password::PasswordHasher;
 use crate::rotation::KeyRing;
-use crate::store::Store;
+use crate::store::{NewAccessToken, Store, TokenWriter};
 use crate::token::jwt::Verifier;
 
 /// How [`Sesame::open_with`] treats the database and keys.
@@ -70,6 +70,8 @@ struct Inner {
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
+    /// Started on first use, on the runtime that serves requests.
+    token_writer: std::sync::OnceLock<TokenWriter>,
 }
 
 impl std::fmt::Debug for Sesame {
@@ -156,6 +158,7 @@ impl Sesame {
                 verifier,
                 clock: options.clock,
                 hasher,
+                token_writer: std::sync::OnceLock::new(),
             }),
         };
         sesame.refresh_keys().await?;
@@ -191,6 +194,20 @@ impl Sesame {
 
     pub(crate) fn hasher(&self) -> &PasswordHasher {
         &self.inner.hasher
+    }
+
+    /// Inserts an access token row that is written outside any transaction, through the
+    /// group-commit writer. Returns after the row is committed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the row could not be inserted.
+    pub(crate) async fn insert_access_token(&self, row: NewAccessToken) -> Result<()> {
+        let writer = self
+            .inner
+            .token_writer
+            .get_or_init(|| TokenWriter::spawn(self.inner.store.clone()));
+        writer.insert(&self.inner.store, row).await
     }
 
     /// The current time, seconds since the epoch, from the configured clock.
