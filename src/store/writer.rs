@@ -1,6 +1,6 @@
-//! Group commit for access token rows that are written on their own (client credentials and
-//! personal access tokens): one task takes every row waiting at that moment and writes them
-//! with one multi-row INSERT, so concurrent token requests share one statement and one commit.
+//! Group commit for access token rows written on their own, as client credentials and personal
+//! access tokens are. One task takes every row waiting at that moment and inserts them with one
+//! multi-row INSERT, so concurrent token requests share one statement and one commit.
 
 use tokio::sync::{mpsc, oneshot};
 
