@@ -9,7 +9,7 @@ use crate::keys::{self, KeyAlgorithm, SigningKey};
 use crate::metrics::Metrics;
 use crate::password::PasswordHasher;
 use crate::rotation::KeyRing;
-use crate::store::Store;
+use crate::store::{NewAccessToken, Store, TokenWriter};
 use crate::token::jwt::Verifier;
 
 /// How [`Sesame::open_with`] treats the database and keys.
@@ -72,6 +72,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
     metrics: Option<Metrics>,
+    /// Started on first use, on the runtime that serves requests.
+    token_writer: std::sync::OnceLock<TokenWriter>,
 }
 
 impl std::fmt::Debug for Sesame {
@@ -160,6 +162,7 @@ impl Sesame {
                 clock: options.clock,
                 hasher,
                 metrics,
+                token_writer: std::sync::OnceLock::new(),
             }),
         };
         sesame.refresh_keys().await?;
@@ -200,6 +203,20 @@ impl Sesame {
     /// Sesame's metrics, or `None` when `SESAME_METRICS` is off.
     pub fn metrics(&self) -> Option<&Metrics> {
         self.inner.metrics.as_ref()
+    }
+
+    /// Inserts an access token row that is written outside any transaction, through the
+    /// group-commit writer. Returns after the row is committed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the row could not be inserted.
+    pub(crate) async fn insert_access_token(&self, row: NewAccessToken) -> Result<()> {
+        let writer = self
+            .inner
+            .token_writer
+            .get_or_init(|| TokenWriter::spawn(self.inner.store.clone()));
+        writer.insert(&self.inner.store, row).await
     }
 
     /// The current time, seconds since the epoch, from the configured clock.

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair as _, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
     RsaKeyPair,
 };
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -48,14 +51,6 @@ impl KeyAlgorithm {
             "es256" => Some(KeyAlgorithm::Es256),
             "eddsa" => Some(KeyAlgorithm::EdDsa),
             _ => None,
-        }
-    }
-
-    pub(crate) fn jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        match self {
-            KeyAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
-            KeyAlgorithm::Es256 => jsonwebtoken::Algorithm::ES256,
-            KeyAlgorithm::EdDsa => jsonwebtoken::Algorithm::EdDSA,
         }
     }
 }
@@ -303,26 +298,55 @@ fn thumbprint(jwk: &Value) -> String {
     ))
 }
 
-/// Builds the key jsonwebtoken verifies with from a stored public JWK.
-///
-/// Returns `None` for a JWK of an unsupported type or with malformed members.
-pub(crate) fn decoding_key(jwk: &Value) -> Option<(KeyAlgorithm, jsonwebtoken::DecodingKey)> {
-    let alg = KeyAlgorithm::parse(jwk["alg"].as_str()?)?;
-    let key = match (alg, jwk["kty"].as_str()?) {
-        (KeyAlgorithm::Rs256, "RSA") => {
-            jsonwebtoken::DecodingKey::from_rsa_components(jwk["n"].as_str()?, jwk["e"].as_str()?)
-                .ok()?
-        }
-        (KeyAlgorithm::Es256, "EC") => {
-            jsonwebtoken::DecodingKey::from_ec_components(jwk["x"].as_str()?, jwk["y"].as_str()?)
-                .ok()?
-        }
-        (KeyAlgorithm::EdDsa, "OKP") => {
-            jsonwebtoken::DecodingKey::from_ed_components(jwk["x"].as_str()?).ok()?
-        }
-        _ => return None,
-    };
-    Some((alg, key))
+/// A published public key, parsed once into aws-lc-rs's form so that checking a signature
+/// parses nothing. (`jsonwebtoken::decode` rebuilds the aws-lc-rs key from its `DecodingKey`
+/// on every call, which made RS256 verification about 1.8 times slower.)
+pub(crate) struct VerifyingKey {
+    alg: KeyAlgorithm,
+    key: ParsedPublicKey,
+}
+
+impl VerifyingKey {
+    /// Builds the key from a stored public JWK.
+    ///
+    /// Returns `None` for a JWK of an unsupported type or with malformed members.
+    pub(crate) fn from_jwk(jwk: &Value) -> Option<VerifyingKey> {
+        let alg = KeyAlgorithm::parse(jwk["alg"].as_str()?)?;
+        let member = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str()?).ok();
+        let key = match (alg, jwk["kty"].as_str()?) {
+            (KeyAlgorithm::Rs256, "RSA") => {
+                let (modulus, exponent) = (member("n")?, member("e")?);
+                let public = pkcs1::RsaPublicKey {
+                    modulus: pkcs1::UintRef::new(&modulus).ok()?,
+                    public_exponent: pkcs1::UintRef::new(&exponent).ok()?,
+                };
+                let der = pkcs1::der::Encode::to_der(&public).ok()?;
+                ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der).ok()?
+            }
+            (KeyAlgorithm::Es256, "EC") => {
+                let (x, y) = (member("x")?, member("y")?);
+                if x.len() != 32 || y.len() != 32 {
+                    return None;
+                }
+                // The uncompressed SEC 1 point: 0x04, then x and y.
+                let point: Vec<u8> = [&[4u8][..], &x, &y].concat();
+                ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).ok()?
+            }
+            (KeyAlgorithm::EdDsa, "OKP") => ParsedPublicKey::new(&ED25519, member("x")?).ok()?,
+            _ => return None,
+        };
+        Some(VerifyingKey { alg, key })
+    }
+
+    /// The algorithm this key verifies, whatever a token's header claims.
+    pub(crate) fn alg(&self) -> KeyAlgorithm {
+        self.alg
+    }
+
+    /// Checks a JWS signature over `signing_input` (the header and payload segments).
+    pub(crate) fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(signing_input, signature).is_ok()
+    }
 }
 
 /// Where the signing key came from, for messages and `doctor`.
@@ -651,7 +675,7 @@ mod tests {
             let parsed = SigningKey::from_pem(&pem_text, "test").expect("parses");
             assert_eq!(parsed.kid(), key.kid());
             assert_eq!(parsed.alg(), alg);
-            assert!(decoding_key(key.public_jwk()).is_some());
+            assert!(VerifyingKey::from_jwk(key.public_jwk()).is_some());
         }
     }
 

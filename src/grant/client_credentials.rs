@@ -3,8 +3,8 @@
 
 use crate::app::Sesame;
 use crate::grant::{
-    GrantError, Issue, OAuthError, Params, TokenResponse, issue_access_token, requested_scopes,
-    ttl_seconds,
+    GrantError, Issue, OAuthError, Params, TokenResponse, issue_standalone_access_token,
+    requested_scopes, ttl_seconds,
 };
 use crate::store::ClientRecord;
 
@@ -26,7 +26,6 @@ pub async fn grant(
     }
     let scopes = requested_scopes(sesame, client, params)?;
     let ttl = ttl_seconds(sesame.config().access_ttl);
-    let mut connection = sesame.store().pool().acquire().await?;
     let issue = Issue {
         user_id: None,
         client_id: &client.id,
@@ -34,7 +33,7 @@ pub async fn grant(
         ttl_seconds: ttl,
         name: None,
     };
-    let (access_token, _) = issue_access_token(sesame, &mut connection, issue).await?;
+    let (access_token, _) = issue_standalone_access_token(sesame, issue).await?;
     Ok(TokenResponse {
         token_type: "Bearer",
         expires_in: ttl,

@@ -181,6 +181,27 @@ pub(crate) async fn issue_access_token(
     connection: &mut AnyConnection,
     issue: Issue<'_>,
 ) -> Result<(String, NewAccessToken), Error> {
+    let (token, row) = sign_access_token(sesame, issue).await?;
+    sesame.store().insert_access_token(connection, &row).await?;
+    Ok((token, row))
+}
+
+/// Signs an access token that no other row depends on and inserts its row through the
+/// group-commit writer, so concurrent requests share one commit. Returns the JWT and the row
+/// once the row is committed.
+pub(crate) async fn issue_standalone_access_token(
+    sesame: &Sesame,
+    issue: Issue<'_>,
+) -> Result<(String, NewAccessToken), Error> {
+    let (token, row) = sign_access_token(sesame, issue).await?;
+    sesame.insert_access_token(row.clone()).await?;
+    Ok((token, row))
+}
+
+async fn sign_access_token(
+    sesame: &Sesame,
+    issue: Issue<'_>,
+) -> Result<(String, NewAccessToken), Error> {
     let now = sesame.now();
     let config = sesame.config();
     let key = sesame.issuing_key().await?;
@@ -209,7 +230,6 @@ pub(crate) async fn issue_access_token(
         scopes: issue.scopes.to_vec(),
     };
     let token = jwt::sign(&key, &claims)?;
-    sesame.store().insert_access_token(connection, &row).await?;
     Ok((token, row))
 }
 

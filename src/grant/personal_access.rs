@@ -3,7 +3,7 @@
 
 use crate::app::Sesame;
 use crate::error::{Error, Result};
-use crate::grant::{Issue, issue_access_token, ttl_seconds};
+use crate::grant::{Issue, issue_standalone_access_token, ttl_seconds};
 use crate::store::AccessTokenRecord;
 
 /// A newly created personal access token. `Debug` hides the token.
@@ -70,7 +70,6 @@ impl Sesame {
         }
         let client_id = self.ensure_personal_access_client().await?;
 
-        let mut connection = self.store().pool().acquire().await?;
         let issue = Issue {
             user_id: Some(user_id),
             client_id: &client_id,
@@ -78,7 +77,7 @@ impl Sesame {
             ttl_seconds: ttl_seconds(self.config().pat_ttl),
             name: Some(name),
         };
-        let (access_token, row) = issue_access_token(self, &mut connection, issue).await?;
+        let (access_token, row) = issue_standalone_access_token(self, issue).await?;
         tracing::info!(user_id, token_id = %row.id, "created personal access token");
         if let Some(metrics) = self.metrics() {
             metrics.record_token_issued("personal_access");

@@ -13,6 +13,7 @@ mod secrets;
 mod sessions;
 mod tokens;
 mod users;
+mod writer;
 
 use std::borrow::Cow;
 use std::str::FromStr as _;
@@ -31,6 +32,7 @@ pub use secrets::StoredSecret;
 pub use sessions::{AuthRequestRecord, SessionRecord};
 pub use tokens::{AccessTokenRecord, NewAccessToken, NewRefreshToken, RefreshTokenRecord};
 pub use users::{EndedAccess, UserRecord};
+pub(crate) use writer::TokenWriter;
 
 use crate::config::redact_url;
 use crate::error::{Error, Result};

@@ -167,6 +167,44 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts several access token rows with one statement, which commits them together.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure; then no row was inserted.
+    pub(crate) async fn insert_access_tokens(&self, tokens: &[&NewAccessToken]) -> Result<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from(
+            "INSERT INTO oauth_access_tokens (id, user_id, client_id, name, scopes, revoked, kid, \
+             created_at, updated_at, expires_at) VALUES ",
+        );
+        for index in 0..tokens.len() {
+            if index > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        }
+        let sql = self.sql(&sql);
+        let mut query = sqlx::query(&sql);
+        for token in tokens {
+            query = query
+                .bind(&token.id)
+                .bind(token.user_id)
+                .bind(&token.client_id)
+                .bind(token.name.as_deref())
+                .bind(json_list(&token.scopes))
+                .bind(false)
+                .bind(&token.kid)
+                .bind(token.created_at)
+                .bind(token.created_at)
+                .bind(token.expires_at);
+        }
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Finds an access token row with its client's and user's state.
     ///
     /// # Errors
