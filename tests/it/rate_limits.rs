@@ -223,3 +223,62 @@ async fn sign_in_page_errors_alike() {
     };
     assert_eq!(without_csrf(&pages[0]), without_csrf(&pages[1]));
 }
+
+/// Sends a password grant for `username` with `password` as the password client `client`.
+async fn password_grant(
+    server: &Server,
+    client: &(String, String),
+    username: &str,
+    password: &str,
+) -> Reply {
+    server
+        .post_form(
+            "/oauth/token",
+            Some((&client.0, &client.1)),
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+}
+
+// catalogue 121: repeated wrong passwords for one user through the password grant.
+#[tokio::test]
+async fn password_guessing_backs_off_per_user() {
+    let server = start_limited(OFF, OFF).await;
+    server.user("alice", "right password").await;
+    server.user("bob", "bob password").await;
+    let client = server.client(ClientKind::Password, None).await;
+    for _ in 0..5 {
+        let reply = password_grant(&server, &client, "alice", "guess").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+        assert_eq!(reply.json()["error"], "invalid_grant");
+    }
+
+    // The right password is refused during the back-off, so guessing cannot confirm it.
+    let blocked = password_grant(&server, &client, "alice", "right password").await;
+    assert_oauth_429(&blocked);
+    let tokens = server
+        .count("SELECT COUNT(*) FROM oauth_access_tokens")
+        .await;
+    assert_eq!(tokens, 0);
+
+    // Another user of the same client is not locked out by alice's failures.
+    let bob = password_grant(&server, &client, "bob", "bob password").await;
+    assert_eq!(bob.status, StatusCode::OK, "{}", bob.text);
+}
+
+// catalogue 122: one password tried against many user names from one address.
+#[tokio::test]
+async fn password_spraying_limited_per_address() {
+    let server = start_limited(tight(4), OFF).await;
+    let client = server.client(ClientKind::Password, None).await;
+    for index in 0..4 {
+        let reply = password_grant(&server, &client, &format!("user{index}"), "Summer2026").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    }
+    let limited = password_grant(&server, &client, "user9", "Summer2026").await;
+    assert_oauth_429(&limited);
+}
