@@ -182,6 +182,9 @@ impl Error {
     /// pool exhausted or closed), so the request may succeed when retried.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            Error::Database(sqlx::Error::Database(error)) => {
+                error.code().as_deref().is_some_and(is_unavailable_code)
+            }
             Error::Database(error) => matches!(
                 error,
                 sqlx::Error::Io(_)
@@ -194,6 +197,21 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// Whether a database error code means the server cannot serve right now rather than that the
+/// query was wrong: PostgreSQL's connection exceptions (class 08), insufficient resources
+/// (class 53, such as too many connections), shutdown or start-up (57P01 to 57P03) and a
+/// database that does not exist (3D000, as after a drop or before a restore); MySQL's and
+/// MariaDB's communication failure (08S01) and their error numbers for too many connections
+/// (1040), an unknown database (1049) and a server shutdown (1053).
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "3D000" | "1040" | "1049" | "1053"
+        )
 }
 
 impl Error {
@@ -229,3 +247,24 @@ impl From<sqlx::migrate::MigrateError> for Error {
 
 /// Shorthand for results with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::is_unavailable_code;
+
+    #[test]
+    fn unavailable_codes_recognised() {
+        for code in [
+            "08006", "53300", "57P01", "57P03", "3D000", "08S01", "1040", "1049",
+        ] {
+            assert!(is_unavailable_code(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn query_errors_not_unavailable() {
+        for code in ["23505", "42P01", "22P02", "40001", "1062"] {
+            assert!(!is_unavailable_code(code), "{code}");
+        }
+    }
+}

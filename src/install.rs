@@ -382,12 +382,13 @@ pub async fn create_resource_server(
     create_client_with(sesame, &spec).await
 }
 
-/// Trims a client name and checks that it is 1 to 255 characters.
+/// Trims a client name and checks that it is 1 to 255 characters without control
+/// characters, which could rewrite an operator's terminal when `sesame client list` prints it.
 pub(crate) fn validate_client_name(name: &str) -> Result<&str> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 255 {
+    if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
         return Err(Error::InvalidInput(
-            "a client name must be 1 to 255 characters".into(),
+            "a client name must be 1 to 255 characters without control characters".into(),
         ));
     }
     Ok(name)

@@ -36,7 +36,7 @@ impl Sesame {
     /// # Errors
     ///
     /// [`Error::InvalidInput`] for an empty or overlong name, [`Error::UnknownScope`],
-    /// [`Error::NotFound`] for an unknown or disabled user, and
+    /// [`Error::NotFound`] for an unknown user, [`Error::InvalidInput`] for a disabled one, and
     /// [`Error::PersonalAccessClientMissing`] when the client cannot be ensured.
     pub async fn create_token(
         &self,
@@ -45,9 +45,12 @@ impl Sesame {
         scopes: &[&str],
     ) -> Result<PersonalAccessToken> {
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
             return Err(Error::InvalidInput(format!(
-                "a token name must be 1 to {MAX_NAME_CHARS} characters"
+                "a token name must be 1 to {MAX_NAME_CHARS} characters without control characters"
             )));
         }
         let mut granted: Vec<String> = Vec::with_capacity(scopes.len());
@@ -60,8 +63,14 @@ impl Sesame {
             }
         }
         match self.store().user(user_id).await? {
-            Some(user) if !user.disabled => {}
-            _ => {
+            Some(user) if user.disabled => {
+                return Err(Error::InvalidInput(format!(
+                    "user {} is disabled; `sesame user enable {}` enables it",
+                    user.name, user.name
+                )));
+            }
+            Some(_) => {}
+            None => {
                 return Err(Error::NotFound {
                     kind: "user",
                     id: user_id.to_string(),

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -175,17 +176,42 @@ pub(crate) async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-/// Responds 503 to a request that runs longer than [`REQUEST_TIMEOUT`]. Dropping the handler
-/// cancels its query, and the pool replaces the connection.
+/// Responds 413 at once to a request whose declared `Content-Length` exceeds
+/// [`MAX_BODY_BYTES`], and 503 to a request that runs longer than [`REQUEST_TIMEOUT`]: a
+/// silent database, or a client that stops sending its body. Dropping the handler cancels its
+/// query, and the pool replaces the connection.
 async fn limit_duration(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        let mut error = OAuthError::invalid_request(format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes"
+        ));
+        error.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
+        return error.into_response();
+    }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(
                 timeout_seconds = REQUEST_TIMEOUT.as_secs(),
-                "request timed out; the database may be unreachable"
+                "request timed out; the database or the client is too slow"
             );
-            no_store(unavailable())
+            let body = json!({
+                "error": "temporarily_unavailable",
+                "error_description": format!(
+                    "the request did not complete within {} seconds; retry shortly",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            });
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            no_store(response)
         }
     }
 }

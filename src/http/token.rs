@@ -81,9 +81,12 @@ async fn token_inner(
     let credentials = client_credentials(headers, params)?
         .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
     let client = grant::client_auth::authenticate(sesame, &credentials).await?;
-    // Counted only after authentication, so nobody can use up another client's budget by
-    // sending its id, and unknown ids take no memory.
-    limits.check_client(&client.id)?;
+    // Counted only for clients that proved a secret, so nobody can use up another client's
+    // budget by sending its id, and unknown ids take no memory. A public client's id is no
+    // secret, so its requests count only against the per-address limit.
+    if client.is_confidential() {
+        limits.check_client(&client.id)?;
+    }
     match grant_type {
         "client_credentials" => grant::client_credentials::grant(sesame, &client, params).await,
         "password" => grant::password::grant(sesame, &client, params).await,

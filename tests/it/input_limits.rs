@@ -308,3 +308,72 @@ async fn bearer_header_with_invalid_bytes_is_400() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
     assert_eq!(reply.json()["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn declared_oversized_body_is_413_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = Server::start().await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /oauth/token HTTP/1.1\r\nHost: {address}\r\nContent-Type: {FORM}\r\n\
+         Content-Length: 1000000000000\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    // No body follows: the answer must come from the declared length alone. The guard only
+    // keeps a broken server from hanging the suite.
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("answered before any body arrived")
+    .expect("read");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("invalid_request"), "{response}");
+}
+
+#[tokio::test]
+async fn control_characters_in_names_rejected() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    let token = server.pat(user_id, &["sesame:account"]).await;
+    let requests = [
+        (
+            "/oauth/clients",
+            serde_json::json!({
+                "name": "\u{1b}[31mred\u{1b}[0m\nfake line",
+                "redirect_uris": ["https://app.example/cb"],
+            }),
+        ),
+        (
+            "/oauth/personal-access-tokens",
+            serde_json::json!({"name": "laptop\u{7}", "scopes": []}),
+        ),
+    ];
+    for (path, body) in requests {
+        let reply = Reply::read(
+            server
+                .http
+                .post(server.url(path))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            reply.text
+        );
+        assert_eq!(reply.json()["error"], "invalid_request", "{path}");
+    }
+}

@@ -282,3 +282,25 @@ async fn password_spraying_limited_per_address() {
     let limited = password_grant(&server, &client, "user9", "Summer2026").await;
     assert_oauth_429(&limited);
 }
+
+#[tokio::test]
+async fn public_client_id_cannot_spend_its_budget() {
+    let server = start_limited(OFF, tight(2)).await;
+    let (id, _) = server.client(ClientKind::Device, None).await;
+    // A public client proves nothing but its id, so anyone could send these.
+    for _ in 0..5 {
+        let reply = server
+            .post_form(
+                "/oauth/token",
+                None,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                    ("device_code", "bogus"),
+                    ("client_id", &id),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+        assert_eq!(reply.json()["error"], "invalid_grant");
+    }
+}
