@@ -82,7 +82,8 @@ pub(crate) async fn generate_with_progress(
     });
     let result = sesame::app::generate_key_files(config, alg, bits, force).await;
     ticker.abort();
-    eprintln!(" done");
+    // The error itself follows on its own line, from the caller.
+    eprintln!("{}", if result.is_ok() { " done" } else { " failed" });
     Ok(result?)
 }
 
