@@ -42,8 +42,11 @@ fn strip_loopback_port(uri: &str) -> Option<String> {
     let after_port = match rest.strip_prefix(':') {
         Some(port_and_rest) => {
             let digits = port_and_rest.bytes().take_while(u8::is_ascii_digit).count();
-            // A larger port makes the URI invalid, so redirecting there would fail.
-            if digits == 0 || digits > 5 || port_and_rest[..digits].parse::<u16>().is_err() {
+            // Port 0 and ports above 65535 cannot be connected to, and a leading zero is a
+            // second spelling of another port, so only the canonical form 1 to 65535 varies.
+            let port = &port_and_rest[..digits];
+            let canonical = !port.starts_with('0');
+            if digits == 0 || digits > 5 || !canonical || port.parse::<u16>().is_err() {
                 return None;
             }
             &port_and_rest[digits..]
@@ -111,6 +114,15 @@ mod tests {
         ] {
             assert!(find_match(&list, bad).is_none(), "{bad} matched");
         }
+    }
+
+    #[test]
+    fn loopback_port_zero_or_padded_rejected() {
+        let registered = "http://127.0.0.1:9000/callback";
+        assert!(!matches(registered, "http://127.0.0.1:0/callback"));
+        assert!(!matches(registered, "http://127.0.0.1:09000/callback"));
+        assert!(!matches(registered, "http://127.0.0.1:00/callback"));
+        assert!(matches(registered, "http://127.0.0.1:9001/callback"));
     }
 
     #[test]
