@@ -307,8 +307,17 @@ impl ClientAddress {
     /// Returns the key under which failures from this address are counted, or `None` when
     /// the address is unknown (a router served without `ConnectInfo`): one shared key would
     /// let anyone's failures block every visitor.
+    ///
+    /// An IPv6 address counts by its /64 prefix, as the rate limits do, because one host
+    /// usually owns a whole /64 and could otherwise start afresh from each of its addresses.
     pub(crate) fn key(&self, purpose: &str) -> Option<String> {
-        self.0.map(|ip| format!("{purpose}:addr:{ip}"))
+        self.0.map(|ip| match ip {
+            IpAddr::V4(ip) => format!("{purpose}:addr:{ip}"),
+            IpAddr::V6(ip) => {
+                let prefix = std::net::Ipv6Addr::from_bits(ip.to_bits() >> 64 << 64);
+                format!("{purpose}:addr:{prefix}/64")
+            }
+        })
     }
 }
 
@@ -339,6 +348,29 @@ pub(crate) async fn asset(axum::extract::Path(name): axum::extract::Path<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_key_groups_ipv6_by_prefix() {
+        let first = ClientAddress(Some("2001:db8:1:2::1".parse().expect("ip")));
+        let second = ClientAddress(Some("2001:db8:1:2:ffff::9".parse().expect("ip")));
+        let other = ClientAddress(Some("2001:db8:1:3::1".parse().expect("ip")));
+        assert_eq!(first.key("login"), second.key("login"));
+        assert_ne!(first.key("login"), other.key("login"));
+        assert_eq!(
+            first.key("login").as_deref(),
+            Some("login:addr:2001:db8:1:2::/64")
+        );
+    }
+
+    #[test]
+    fn address_key_keeps_whole_ipv4() {
+        let address = ClientAddress(Some("192.0.2.7".parse().expect("ip")));
+        assert_eq!(
+            address.key("device").as_deref(),
+            Some("device:addr:192.0.2.7")
+        );
+        assert_eq!(ClientAddress(None).key("device"), None);
+    }
 
     #[test]
     fn return_to_only_local_paths() {
