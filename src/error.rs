@@ -199,12 +199,13 @@ impl Error {
     }
 }
 
-/// Whether a database error code means the server cannot serve right now rather than that the
-/// query was wrong: PostgreSQL's connection exceptions (class 08), insufficient resources
-/// (class 53, such as too many connections), shutdown or start-up (57P01 to 57P03) and a
-/// database that does not exist (3D000, as after a drop or before a restore); MySQL's and
-/// MariaDB's communication failure (08S01) and their error numbers for too many connections
-/// (1040), an unknown database (1049) and a server shutdown (1053).
+/// Tells whether a database error code means the server cannot serve right now, rather than
+/// that the query was wrong.
+///
+/// PostgreSQL: connection exceptions (class 08), insufficient resources (class 53, such as
+/// too many connections), shutdown or start-up (57P01 to 57P03) and a missing database
+/// (3D000, as after a drop). MySQL and MariaDB: communication failure (08S01), too many
+/// connections (1040), unknown database (1049) and server shutdown (1053).
 fn is_unavailable_code(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
