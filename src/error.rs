@@ -216,7 +216,7 @@ fn is_unavailable_code(code: &str) -> bool {
 }
 
 impl Error {
-    /// Whether the database aborted the transaction to resolve a conflict with a concurrent
+    /// Checks whether the database aborted the transaction to resolve a conflict with a concurrent
     /// one (a deadlock or a serialization failure), so running it again may succeed.
     pub fn is_transaction_conflict(&self) -> bool {
         let Error::Database(sqlx::Error::Database(error)) = self else {

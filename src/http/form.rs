@@ -192,7 +192,7 @@ fn decode_component(text: &str) -> Result<String, OAuthError> {
         .map_err(|_| OAuthError::invalid_request("a parameter is not valid UTF-8"))
 }
 
-/// The error for a NUL character in a page's query. No value these pages read contains one,
+/// Returns the error for a NUL character in a page's query. No value these pages read contains one,
 /// and PostgreSQL rejects NUL in text.
 fn nul_character() -> OAuthError {
     OAuthError::invalid_request("a parameter contains a NUL character")

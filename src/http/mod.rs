@@ -44,7 +44,7 @@ use crate::grant::{GrantError, OAuthError};
 /// The largest request body any endpoint reads, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The longest a request may run before Sesame responds 503. The pool's acquire timeout bounds
+/// The maximum time a request may run before Sesame responds 503. The pool's acquire timeout bounds
 /// the wait for a connection, but not a query on a connection whose network went silent, which
 /// would otherwise hold the request until the operating system gives up on the socket.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -81,9 +81,9 @@ async fn token_inner(
     let credentials = client_credentials(headers, params)?
         .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
     let client = grant::client_auth::authenticate(sesame, &credentials).await?;
-    // Counted only for clients that proved a secret, so nobody can use up another client's
-    // budget by sending its id, and unknown ids take no memory. A public client's id is no
-    // secret, so its requests count only against the per-address limit.
+    // Only clients that proved a secret are counted, so sending another client's id cannot
+    // spend its budget, and unknown ids take no memory. A public client's id is not secret,
+    // so its requests count only against the per-address limit.
     if client.is_confidential() {
         limits.check_client(&client.id)?;
     }

@@ -137,6 +137,32 @@ pub struct RefreshTokenRecord {
     pub expires_at: i64,
 }
 
+/// The start of an INSERT into `oauth_access_tokens`, followed by one or more
+/// [`ACCESS_TOKEN_VALUES`] groups that [`bind_access_token`] fills.
+const INSERT_ACCESS_TOKENS: &str = "INSERT INTO oauth_access_tokens (id, user_id, client_id, \
+    name, scopes, revoked, kid, created_at, updated_at, expires_at) VALUES ";
+
+/// The placeholders of one access token row in [`INSERT_ACCESS_TOKENS`].
+const ACCESS_TOKEN_VALUES: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Binds one row's values in the order of [`ACCESS_TOKEN_VALUES`].
+fn bind_access_token<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    token: &'q NewAccessToken,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&token.id)
+        .bind(token.user_id)
+        .bind(&token.client_id)
+        .bind(token.name.as_deref())
+        .bind(json_list(&token.scopes))
+        .bind(false)
+        .bind(&token.kid)
+        .bind(token.created_at)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+}
+
 impl Store {
     /// Inserts an access token row.
     ///
@@ -148,22 +174,11 @@ impl Store {
         connection: &mut AnyConnection,
         token: &NewAccessToken,
     ) -> Result<()> {
-        sqlx::query(&self.sql(
-            "INSERT INTO oauth_access_tokens (id, user_id, client_id, name, scopes, revoked, kid, \
-             created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(&token.id)
-        .bind(token.user_id)
-        .bind(&token.client_id)
-        .bind(token.name.as_deref())
-        .bind(json_list(&token.scopes))
-        .bind(false)
-        .bind(&token.kid)
-        .bind(token.created_at)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .execute(connection)
-        .await?;
+        let text = format!("{INSERT_ACCESS_TOKENS}{ACCESS_TOKEN_VALUES}");
+        let sql = self.sql(&text);
+        bind_access_token(sqlx::query(&sql), token)
+            .execute(connection)
+            .await?;
         Ok(())
     }
 
@@ -176,30 +191,12 @@ impl Store {
         if tokens.is_empty() {
             return Ok(());
         }
-        let mut sql = String::from(
-            "INSERT INTO oauth_access_tokens (id, user_id, client_id, name, scopes, revoked, kid, \
-             created_at, updated_at, expires_at) VALUES ",
-        );
-        for index in 0..tokens.len() {
-            if index > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        }
-        let sql = self.sql(&sql);
+        let values = vec![ACCESS_TOKEN_VALUES; tokens.len()].join(", ");
+        let text = format!("{INSERT_ACCESS_TOKENS}{values}");
+        let sql = self.sql(&text);
         let mut query = sqlx::query(&sql);
         for token in tokens {
-            query = query
-                .bind(&token.id)
-                .bind(token.user_id)
-                .bind(&token.client_id)
-                .bind(token.name.as_deref())
-                .bind(json_list(&token.scopes))
-                .bind(false)
-                .bind(&token.kid)
-                .bind(token.created_at)
-                .bind(token.created_at)
-                .bind(token.expires_at);
+            query = bind_access_token(query, token);
         }
         query.execute(&self.pool).await?;
         Ok(())

@@ -323,8 +323,8 @@ async fn declared_oversized_body_is_413_at_once() {
          Content-Length: 1000000000000\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.expect("write");
-    // No body follows: the answer must come from the declared length alone. The guard only
-    // keeps a broken server from hanging the suite.
+    // No body follows, so the response must come from the declared length alone. The timeout
+    // only keeps a broken server from hanging the suite.
     let mut response = Vec::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(20),
