@@ -9,7 +9,7 @@ use crate::keys::{self, KeyAlgorithm, SigningKey};
 use crate::metrics::Metrics;
 use crate::password::PasswordHasher;
 use crate::rotation::KeyRing;
-use crate::store::{NewAccessToken, Store, TokenWriter};
+use crate::store::{AccessTokenRecord, ClientRecord, Lookup, NewAccessToken, Store, TokenWriter};
 use crate::token::jwt::Verifier;
 
 /// How [`Sesame::open_with`] treats the database and keys.
@@ -74,6 +74,8 @@ struct Inner {
     metrics: Option<Metrics>,
     /// Started on first use, on the runtime that serves requests.
     token_writer: std::sync::OnceLock<TokenWriter>,
+    client_lookup: std::sync::OnceLock<Lookup<ClientRecord>>,
+    token_lookup: std::sync::OnceLock<Lookup<AccessTokenRecord>>,
 }
 
 impl std::fmt::Debug for Sesame {
@@ -163,6 +165,8 @@ impl Sesame {
                 hasher,
                 metrics,
                 token_writer: std::sync::OnceLock::new(),
+                client_lookup: std::sync::OnceLock::new(),
+                token_lookup: std::sync::OnceLock::new(),
             }),
         };
         sesame.refresh_keys().await?;
@@ -217,6 +221,34 @@ impl Sesame {
             .token_writer
             .get_or_init(|| TokenWriter::spawn(self.inner.store.clone()));
         writer.insert(&self.inner.store, row).await
+    }
+
+    /// Reads a client by id, sharing one query with every client lookup made at the same
+    /// moment (see `store::lookup`); never from a cache.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the row could not be read.
+    pub(crate) async fn lookup_client(&self, id: &str) -> Result<Option<ClientRecord>> {
+        let lookup = self
+            .inner
+            .client_lookup
+            .get_or_init(|| Lookup::spawn(self.inner.store.clone()));
+        lookup.get(&self.inner.store, id).await
+    }
+
+    /// Reads an access token row with its client, user and key state, sharing one query with
+    /// every token lookup made at the same moment; never from a cache.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the row could not be read.
+    pub(crate) async fn lookup_access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>> {
+        let lookup = self
+            .inner
+            .token_lookup
+            .get_or_init(|| Lookup::spawn(self.inner.store.clone()));
+        lookup.get(&self.inner.store, id).await
     }
 
     /// The current time, seconds since the epoch, from the configured clock.

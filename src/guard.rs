@@ -245,7 +245,7 @@ impl Sesame {
             .verify(token, self.store(), &config.issuer, audience, now)
             .await
             .map_err(|rejection: Rejection| BearerError::InvalidToken(rejection.description()))?;
-        let row = match self.store().access_token(&claims.jti).await {
+        let row = match self.lookup_access_token(&claims.jti).await {
             Ok(Some(row)) => row,
             Ok(None) => return Err(BearerError::InvalidToken("the access token is unknown")),
             Err(error) => {

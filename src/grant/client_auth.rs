@@ -42,7 +42,7 @@ pub async fn authenticate(
         error.basic_challenge = credentials.via_basic;
         GrantError::OAuth(error)
     };
-    let client = sesame.store().client(&credentials.client_id).await?;
+    let client = sesame.lookup_client(&credentials.client_id).await?;
     let Some(client) = client else {
         return Err(failed());
     };

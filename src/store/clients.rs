@@ -258,6 +258,16 @@ impl Store {
         Ok(client.filter(|client| client.id == id))
     }
 
+    /// Reads the clients with the given ids; ids that name no client are left out.
+    async fn clients_by_ids(&self, ids: &[&str]) -> Result<Vec<ClientRecord>> {
+        let (list, slots) = super::lookup::padded_placeholders(ids.len());
+        let query = format!("SELECT {COLUMNS} FROM oauth_clients WHERE id IN ({list})");
+        let query = self.sql(&query);
+        let statement = super::lookup::bind_padded(sqlx::query(&query), ids, slots);
+        let rows = statement.fetch_all(&self.pool).await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
     /// Lists every client, oldest first.
     ///
     /// # Errors
@@ -302,5 +312,15 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+}
+
+impl super::lookup::Keyed for ClientRecord {
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    async fn fetch_many(store: &Store, keys: &[&str]) -> Result<Vec<ClientRecord>> {
+        store.clients_by_ids(keys).await
     }
 }

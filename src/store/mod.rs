@@ -7,6 +7,7 @@ mod account;
 mod clients;
 mod codes;
 mod keys;
+mod lookup;
 pub(crate) mod meta;
 mod purge;
 mod secrets;
@@ -17,16 +18,19 @@ mod writer;
 
 use std::borrow::Cow;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use account::AuthorizedToken;
 pub use clients::{ClientKind, ClientRecord, DEVICE_CODE_GRANT, NewClient};
 pub use codes::{AuthCodeRecord, DeviceCodeRecord, DeviceStatus, NewAuthCode};
 pub use keys::{KeyRecord, KeyState};
+pub(crate) use lookup::Lookup;
 pub use purge::PurgeFilter;
 pub use secrets::StoredSecret;
 pub use sessions::{AuthRequestRecord, SessionRecord};
@@ -68,6 +72,60 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// On SQLite, the turn to hold the database's one write lock, taken before `BEGIN
+    /// IMMEDIATE`. Waiters queue here in order and wake when the holder finishes, instead of
+    /// sleeping and retrying in SQLite's busy handler, which under load left some
+    /// transactions waiting hundreds of milliseconds while later ones went first.
+    write_turn: Option<Arc<Mutex<()>>>,
+}
+
+/// How long a write transaction waits for its turn on SQLite, the same bound as the
+/// connection's `busy_timeout` for writers in other processes.
+const WRITE_TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// A transaction begun by [`Store::begin_write`]. It derefs to the connection that runs its
+/// statements; dropping it without [`WriteTransaction::commit`] rolls it back.
+#[derive(Debug)]
+pub struct WriteTransaction {
+    transaction: Transaction<'static, Any>,
+    /// Held until the transaction ends; dropped after it, as fields drop in order.
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    /// Commits the transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the commit fails.
+    pub async fn commit(self) -> Result<()> {
+        self.transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls the transaction back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the rollback fails.
+    pub async fn rollback(self) -> Result<()> {
+        self.transaction.rollback().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.transaction
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.transaction
+    }
 }
 
 impl Store {
@@ -136,7 +194,12 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|error| connect_error(url, error))?;
-        Ok(Store { pool, backend })
+        let write_turn = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Store {
+            pool,
+            backend,
+            write_turn,
+        })
     }
 
     /// The backend this store talks to.
@@ -168,18 +231,39 @@ impl Store {
         Cow::Owned(out)
     }
 
-    /// Begins a transaction that will write. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so a read followed by a write cannot fail with a busy snapshot.
+    /// Begins a transaction that will write. On SQLite it waits for this process's turn to
+    /// write, then takes the write lock at once (`BEGIN IMMEDIATE`), so a read followed by a
+    /// write cannot fail with a busy snapshot.
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] when no connection or lock can be had.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+    /// [`Error::Database`] when no connection, turn or lock can be had.
+    pub async fn begin_write(&self) -> Result<WriteTransaction> {
+        let turn = self.write_turn().await?;
         let transaction = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             _ => self.pool.begin().await?,
         };
-        Ok(transaction)
+        Ok(WriteTransaction {
+            transaction,
+            _turn: turn,
+        })
+    }
+
+    /// Waits for this process's turn to write on SQLite; `None` on the other backends, whose
+    /// row locks need no such queue. Hold the guard until the write is committed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] (pool timed out) after waiting as long as `busy_timeout` would.
+    pub(crate) async fn write_turn(&self) -> Result<Option<OwnedMutexGuard<()>>> {
+        let Some(turn) = &self.write_turn else {
+            return Ok(None);
+        };
+        let guard = tokio::time::timeout(WRITE_TURN_WAIT, turn.clone().lock_owned())
+            .await
+            .map_err(|_| Error::Database(sqlx::Error::PoolTimedOut))?;
+        Ok(Some(guard))
     }
 
     fn migrator(&self) -> &'static Migrator {

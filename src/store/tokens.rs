@@ -216,6 +216,16 @@ impl Store {
         row.as_ref().map(access_from_row).transpose()
     }
 
+    /// Reads the access tokens with the given ids; ids that name no token are left out.
+    async fn access_tokens_by_ids(&self, ids: &[&str]) -> Result<Vec<AccessTokenRecord>> {
+        let (list, slots) = super::lookup::padded_placeholders(ids.len());
+        let query = format!("{ACCESS_SELECT} WHERE t.id IN ({list})");
+        let query = self.sql(&query);
+        let statement = super::lookup::bind_padded(sqlx::query(&query), ids, slots);
+        let rows = statement.fetch_all(&self.pool).await?;
+        rows.iter().map(access_from_row).collect()
+    }
+
     /// Lists a user's personal access tokens that are neither revoked nor expired, newest
     /// first.
     ///
@@ -440,5 +450,15 @@ impl Store {
         rows.iter()
             .map(|row| Ok((row.try_get("kid")?, row.try_get("n")?)))
             .collect()
+    }
+}
+
+impl super::lookup::Keyed for AccessTokenRecord {
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    async fn fetch_many(store: &Store, keys: &[&str]) -> Result<Vec<AccessTokenRecord>> {
+        store.access_tokens_by_ids(keys).await
     }
 }

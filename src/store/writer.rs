@@ -51,8 +51,7 @@ impl TokenWriter {
             },
             Err(mpsc::error::SendError(job)) => job.row,
         };
-        let mut connection = store.pool().acquire().await?;
-        store.insert_access_token(&mut connection, &row).await
+        insert_one(store, &row).await
     }
 }
 
@@ -62,7 +61,11 @@ async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let rows: Vec<&NewAccessToken> = batch.iter().map(|job| &job.row).collect();
-        match store.insert_access_tokens(&rows).await {
+        let written = async {
+            let _turn = store.write_turn().await?;
+            store.insert_access_tokens(&rows).await
+        };
+        match written.await {
             Ok(()) => {
                 for job in batch.drain(..) {
                     let _ = job.done.send(Ok(()));
@@ -80,6 +83,7 @@ async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Job>) {
 }
 
 async fn insert_one(store: &Store, row: &NewAccessToken) -> Result<()> {
+    let _turn = store.write_turn().await?;
     let mut connection = store.pool().acquire().await?;
     store.insert_access_token(&mut connection, row).await
 }

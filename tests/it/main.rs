@@ -5,6 +5,7 @@ mod authorize;
 mod browser;
 mod cli_clients;
 mod clients_api;
+mod coalesced;
 mod common;
 mod concurrent_install;
 mod cors;

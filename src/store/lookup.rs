@@ -1,0 +1,144 @@
+//! Coalesced reads by primary key for the hot paths: the client at the token endpoint and the
+//! access token row behind every guarded request. One task per kind takes every lookup
+//! waiting at that moment and resolves them all with one `WHERE id IN (...)` query, so
+//! concurrent requests share one round trip to the database instead of each making its own.
+//!
+//! Nothing is cached. A lookup that arrives while a query runs waits for the next query,
+//! which starts after it arrived, so it always sees every write committed before it was made:
+//! a client revoked or a token revoked a moment ago, by this process or any other, is seen.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Store;
+use crate::error::Result;
+
+/// Keys read by one query at most, far below every backend's bound-parameter limit.
+const MAX_BATCH: usize = 64;
+
+/// Lookups waiting for the task at most; past it, callers wait for room.
+const QUEUE: usize = 1024;
+
+/// A row kind that can be read by a list of primary keys.
+pub(crate) trait Keyed: Clone + Send + Sync + 'static {
+    /// Returns the row's primary key, which the lookup compares byte for byte with the
+    /// requested key (MySQL collations would match `'a '` to `'a'`).
+    fn key(&self) -> &str;
+
+    /// Reads the rows whose keys are in `keys`. Missing keys are left out of the result.
+    fn fetch_many(store: &Store, keys: &[&str]) -> impl Future<Output = Result<Vec<Self>>> + Send;
+}
+
+/// Builds the placeholder list for `count` keys, padded up to a power of two so each
+/// connection prepares a handful of statements instead of one per batch size. Returns the
+/// list and its number of slots; [`bind_padded`] fills the extra slots with the last key.
+pub(super) fn padded_placeholders(count: usize) -> (String, usize) {
+    let slots = count.max(1).next_power_of_two();
+    let list = vec!["?"; slots].join(", ");
+    (list, slots)
+}
+
+/// Binds `keys` to a statement made with [`padded_placeholders`], repeating the last key
+/// into the padding slots.
+pub(super) fn bind_padded<'q>(
+    mut statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    keys: &[&'q str],
+    slots: usize,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let last = keys.last().copied().unwrap_or("");
+    for index in 0..slots {
+        statement = statement.bind(keys.get(index).copied().unwrap_or(last));
+    }
+    statement
+}
+
+struct Job<V> {
+    key: String,
+    done: oneshot::Sender<Result<Option<V>>>,
+}
+
+/// A handle to one lookup task. Dropping every handle ends the task.
+#[derive(Debug)]
+pub(crate) struct Lookup<V> {
+    sender: mpsc::Sender<Job<V>>,
+}
+
+impl<V: Keyed> Lookup<V> {
+    /// Starts the lookup task on the current tokio runtime.
+    pub(crate) fn spawn(store: Store) -> Lookup<V> {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(read_batches(store, receiver));
+        Lookup { sender }
+    }
+
+    /// Reads the row with primary key `key`, sharing the query with every lookup waiting at
+    /// the same time. Reads alone when the task is gone (its runtime shut down).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] when the row could not be read.
+    pub(crate) async fn get(&self, store: &Store, key: &str) -> Result<Option<V>> {
+        // PostgreSQL rejects NUL in text, and no key contains one.
+        if key.contains('\0') {
+            return Ok(None);
+        }
+        let (done, outcome) = oneshot::channel();
+        let job = Job {
+            key: key.to_owned(),
+            done,
+        };
+        if self.sender.send(job).await.is_ok()
+            && let Ok(result) = outcome.await
+        {
+            return result;
+        }
+        read_one(store, key).await
+    }
+}
+
+async fn read_one<V: Keyed>(store: &Store, key: &str) -> Result<Option<V>> {
+    let rows = V::fetch_many(store, &[key]).await?;
+    Ok(rows.into_iter().find(|row| row.key() == key))
+}
+
+/// Resolves every waiting lookup with one query. When the query fails, each key is read
+/// alone so that each caller gets its own row or its own error.
+async fn read_batches<V: Keyed>(store: Store, mut receiver: mpsc::Receiver<Job<V>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut keys: Vec<&str> = batch.iter().map(|job| job.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        match V::fetch_many(&store, &keys).await {
+            Ok(rows) => {
+                let found: HashMap<&str, &V> = rows.iter().map(|row| (row.key(), row)).collect();
+                for job in batch.drain(..) {
+                    let row = found.get(job.key.as_str()).map(|row| (*row).clone());
+                    let _ = job.done.send(Ok(row));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, keys = keys.len(), "batched lookup failed; reading keys one by one");
+                for job in batch.drain(..) {
+                    let result = read_one(&store, &job.key).await;
+                    let _ = job.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padded_placeholders;
+
+    #[test]
+    fn placeholders_pad_to_power_of_two() {
+        assert_eq!(padded_placeholders(0), ("?".to_owned(), 1));
+        assert_eq!(padded_placeholders(1), ("?".to_owned(), 1));
+        assert_eq!(padded_placeholders(3), ("?, ?, ?, ?".to_owned(), 4));
+        assert_eq!(padded_placeholders(64).1, 64);
+    }
+}
