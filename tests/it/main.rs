@@ -34,3 +34,4 @@ mod rotation;
 mod serve;
 mod token_endpoint;
 mod user_admin;
+mod verify_only;
