@@ -1,4 +1,5 @@
 //! Protecting APIs: the [`Bearer`] extractor and scope checks, responding as RFC 6750 §3.1 specifies.
+//! [`VerifiedToken`] is the verify-only guard, which skips the token row.
 
 use std::marker::PhantomData;
 
@@ -10,6 +11,10 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::Sesame;
 use crate::token::jwt::{Rejection, VerifiedClaims};
+
+mod verify_only;
+
+pub use verify_only::VerifiedToken;
 
 /// Who a valid access token speaks for, decided by the stored token (a user present or not),
 /// never by the `sub` claim alone.
@@ -55,11 +60,7 @@ impl Bearer {
     /// [`BearerError::InsufficientScope`] naming the scopes when one is missing. An empty
     /// grant never satisfies a non-empty requirement.
     pub fn require_all(&self, scopes: &[&str]) -> Result<(), BearerError> {
-        if scopes.iter().all(|scope| self.has_scope(scope)) {
-            Ok(())
-        } else {
-            Err(BearerError::InsufficientScope(scopes.join(" ")))
-        }
+        require_all_of(&self.scopes, scopes)
     }
 
     /// Requires at least one scope in `scopes`.
@@ -68,11 +69,7 @@ impl Bearer {
     ///
     /// [`BearerError::InsufficientScope`] naming the scopes when none is granted.
     pub fn require_any(&self, scopes: &[&str]) -> Result<(), BearerError> {
-        if scopes.iter().any(|scope| self.has_scope(scope)) {
-            Ok(())
-        } else {
-            Err(BearerError::InsufficientScope(scopes.join(" ")))
-        }
+        require_any_of(&self.scopes, scopes)
     }
 
     /// Returns the user the token speaks for.
@@ -85,6 +82,26 @@ impl Bearer {
             Principal::User(user_id) => Ok(user_id),
             Principal::Client(_) => Err(BearerError::UserRequired),
         }
+    }
+}
+
+/// Requires every scope of `required` in `granted`, for [`Bearer`] and [`VerifiedToken`].
+fn require_all_of(granted: &[String], required: &[&str]) -> Result<(), BearerError> {
+    let has = |scope: &&str| granted.iter().any(|item| item == scope);
+    if required.iter().all(has) {
+        Ok(())
+    } else {
+        Err(BearerError::InsufficientScope(required.join(" ")))
+    }
+}
+
+/// Requires at least one scope of `required` in `granted`.
+fn require_any_of(granted: &[String], required: &[&str]) -> Result<(), BearerError> {
+    let has = |scope: &&str| granted.iter().any(|item| item == scope);
+    if required.iter().any(has) {
+        Ok(())
+    } else {
+        Err(BearerError::InsufficientScope(required.join(" ")))
     }
 }
 

@@ -1,9 +1,10 @@
 //! Sesame: an OAuth 2.1 authorization server and personal access token service.
 //!
 //! Open an installation with [`Sesame::open`], mount [`router`] in an axum app, protect routes
-//! with the [`Bearer`], [`AllScopes`] and [`AnyScope`] extractors, and issue personal access
-//! tokens with [`Sesame::create_token`]. The personal access client, signing keys and schema
-//! are ensured automatically where installing is automatic (the SQLite default).
+//! with the [`Bearer`], [`AllScopes`] and [`AnyScope`] extractors (or [`VerifiedToken`], which
+//! skips the revocation lookup), and issue personal access tokens with [`Sesame::create_token`].
+//! The personal access client, signing keys and schema are ensured automatically where
+//! installing is automatic (the SQLite default).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), sesame::Error> {
@@ -47,5 +48,5 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use grant::OAuthError;
 pub use grant::personal_access::PersonalAccessToken;
-pub use guard::{AllScopes, AnyScope, Bearer, BearerError, Principal, ScopeList};
+pub use guard::{AllScopes, AnyScope, Bearer, BearerError, Principal, ScopeList, VerifiedToken};
 pub use http::router;

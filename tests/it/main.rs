@@ -35,3 +35,4 @@ mod rotation;
 mod serve;
 mod token_endpoint;
 mod user_admin;
+mod verify_only;
