@@ -190,7 +190,7 @@ impl IntoResponse for BearerError {
 /// Takes the bearer token from the request headers.
 ///
 /// Returns `Ok(None)` when there are no bearer credentials at all.
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, BearerError> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, BearerError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -232,6 +232,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, BearerError> {
 pub(crate) struct ValidatedAccessToken {
     pub bearer: Bearer,
     pub claims: VerifiedClaims,
+    /// The user's name and e-mail address, read with the token row; `None` for a client.
+    pub user: Option<(String, Option<String>)>,
 }
 
 impl Sesame {
@@ -298,7 +300,12 @@ impl Sesame {
             scopes: row.scopes,
             expires_at: claims.exp,
         };
-        Ok(ValidatedAccessToken { bearer, claims })
+        let user = row.user_name.map(|name| (name, row.user_email));
+        Ok(ValidatedAccessToken {
+            bearer,
+            claims,
+            user,
+        })
     }
 }
 

@@ -62,21 +62,21 @@ impl Sesame {
                 granted.push((*scope).to_owned());
             }
         }
-        match self.store().user(user_id).await? {
+        let user = match self.store().user(user_id).await? {
             Some(user) if user.disabled => {
                 return Err(Error::InvalidInput(format!(
                     "user {} is disabled; `sesame user enable {}` enables it",
                     user.name, user.name
                 )));
             }
-            Some(_) => {}
+            Some(user) => user,
             None => {
                 return Err(Error::NotFound {
                     kind: "user",
                     id: user_id.to_string(),
                 });
             }
-        }
+        };
         let client_id = self.ensure_personal_access_client().await?;
 
         let issue = Issue {
@@ -103,6 +103,8 @@ impl Sesame {
             client_revoked: Some(false),
             user_disabled: Some(false),
             key_retired: false,
+            user_name: Some(user.name),
+            user_email: user.email,
         };
         Ok(PersonalAccessToken {
             access_token,

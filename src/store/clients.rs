@@ -259,12 +259,16 @@ impl Store {
     }
 
     /// Reads the clients with the given ids; ids that name no client are left out.
-    async fn clients_by_ids(&self, ids: &[&str]) -> Result<Vec<ClientRecord>> {
+    async fn clients_by_ids(
+        &self,
+        connection: &mut AnyConnection,
+        ids: &[&str],
+    ) -> Result<Vec<ClientRecord>> {
         let (list, slots) = super::lookup::padded_placeholders(ids.len());
         let query = format!("SELECT {COLUMNS} FROM oauth_clients WHERE id IN ({list})");
         let query = self.sql(&query);
         let statement = super::lookup::bind_padded(sqlx::query(&query), ids, slots);
-        let rows = statement.fetch_all(&self.pool).await?;
+        let rows = statement.fetch_all(connection).await?;
         rows.iter().map(client_from_row).collect()
     }
 
@@ -320,7 +324,11 @@ impl super::lookup::Keyed for ClientRecord {
         &self.id
     }
 
-    async fn fetch_many(store: &Store, keys: &[&str]) -> Result<Vec<ClientRecord>> {
-        store.clients_by_ids(keys).await
+    async fn fetch_many(
+        store: &Store,
+        connection: &mut AnyConnection,
+        keys: &[&str],
+    ) -> Result<Vec<ClientRecord>> {
+        store.clients_by_ids(connection, keys).await
     }
 }

@@ -12,7 +12,9 @@ use std::future::Future;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::Store;
+use sqlx::AnyConnection;
+
+use super::{HeldConnection, Store};
 use crate::error::Result;
 
 /// Keys read by one query at most, far below every backend's bound-parameter limit.
@@ -28,7 +30,11 @@ pub(crate) trait Keyed: Clone + Send + Sync + 'static {
     fn key(&self) -> &str;
 
     /// Reads the rows whose keys are in `keys`. Missing keys are left out of the result.
-    fn fetch_many(store: &Store, keys: &[&str]) -> impl Future<Output = Result<Vec<Self>>> + Send;
+    fn fetch_many(
+        store: &Store,
+        connection: &mut AnyConnection,
+        keys: &[&str],
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send;
 }
 
 /// Builds the placeholder list for `count` keys, padded up to a power of two so each
@@ -99,7 +105,8 @@ impl<V: Keyed> Lookup<V> {
 }
 
 async fn read_one<V: Keyed>(store: &Store, key: &str) -> Result<Option<V>> {
-    let rows = V::fetch_many(store, &[key]).await?;
+    let mut connection = store.pool().acquire().await?;
+    let rows = V::fetch_many(store, &mut connection, &[key]).await?;
     Ok(rows.into_iter().find(|row| row.key() == key))
 }
 
@@ -107,11 +114,27 @@ async fn read_one<V: Keyed>(store: &Store, key: &str) -> Result<Option<V>> {
 /// alone so that each caller gets its own row or its own error.
 async fn read_batches<V: Keyed>(store: Store, mut receiver: mpsc::Receiver<Job<V>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut task_connection = HeldConnection::default();
+    let mut closing = std::pin::pin!(store.closing());
+    loop {
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut batch, MAX_BATCH) => received,
+            () = &mut closing => 0,
+        };
+        if received == 0 {
+            return;
+        }
         let mut keys: Vec<&str> = batch.iter().map(|job| job.key.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
-        match V::fetch_many(&store, &keys).await {
+        let fetched = match task_connection.get(&store).await {
+            Ok(connection) => V::fetch_many(&store, connection, &keys).await,
+            Err(error) => Err(error),
+        };
+        if fetched.is_err() {
+            task_connection.discard();
+        }
+        match fetched {
             Ok(rows) => {
                 let found: HashMap<&str, &V> = rows.iter().map(|row| (row.key(), row)).collect();
                 for job in batch.drain(..) {

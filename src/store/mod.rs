@@ -24,7 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 pub use account::AuthorizedToken;
 pub use clients::{ClientKind, ClientRecord, DEVICE_CODE_GRANT, NewClient};
@@ -77,11 +77,39 @@ pub struct Store {
     /// sleeping and retrying in SQLite's busy handler, which under load left some
     /// transactions waiting hundreds of milliseconds while later ones went first.
     write_turn: Option<Arc<Mutex<()>>>,
+    /// Set by [`Store::close`], so that tasks which keep a connection give it back before
+    /// the pool waits for every connection to return.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 /// How long a write transaction waits for its turn on SQLite, the same bound as the
 /// connection's `busy_timeout` for writers in other processes.
 const WRITE_TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// A pool connection that a long-lived task keeps between uses, so that each use skips the
+/// pool's acquire and release. The pool pings a connection on release, and on SQLite each
+/// ping is one more hand-off to the connection's worker thread.
+#[derive(Debug, Default)]
+pub(crate) struct HeldConnection {
+    connection: Option<sqlx::pool::PoolConnection<Any>>,
+}
+
+impl HeldConnection {
+    /// Returns the held connection, acquiring one from the pool first if none is held.
+    pub(crate) async fn get(&mut self, store: &Store) -> Result<&mut AnyConnection> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => store.pool.acquire().await?,
+        };
+        Ok(&mut **self.connection.insert(connection))
+    }
+
+    /// Drops the connection after a failed statement, so that a broken one is replaced on
+    /// the next use.
+    pub(crate) fn discard(&mut self) {
+        self.connection = None;
+    }
+}
 
 /// A transaction begun by [`Store::begin_write`]. It derefs to the connection that runs its
 /// statements; dropping it without [`WriteTransaction::commit`] rolls it back.
@@ -175,6 +203,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // A SQLite connection is a file handle in this process, so it cannot go stale, and
+            // the ping that checks one on every acquire was a second hand-off to its worker
+            // thread for each query.
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -199,6 +231,7 @@ impl Store {
             pool,
             backend,
             write_turn,
+            closing: Arc::new(watch::Sender::new(false)),
         })
     }
 
@@ -338,9 +371,18 @@ impl Store {
         Ok(())
     }
 
-    /// Closes every connection.
+    /// Closes every connection, after the tasks that keep one have ended.
     pub async fn close(&self) {
+        self.closing.send_replace(true);
         self.pool.close().await;
+    }
+
+    /// Resolves once [`Store::close`] has begun; a task that keeps a connection ends then.
+    pub(crate) fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
     }
 }
 

@@ -55,6 +55,12 @@ pub struct AccessTokenRecord {
     /// Whether the key that signed it was retired, which invalidates the token at once.
     #[serde(skip)]
     pub key_retired: bool,
+    /// Its user's name, read with the token so that userinfo needs no second query.
+    #[serde(skip)]
+    pub user_name: Option<String>,
+    /// Its user's e-mail address, if the user has one.
+    #[serde(skip)]
+    pub user_email: Option<String>,
 }
 
 impl AccessTokenRecord {
@@ -66,7 +72,7 @@ impl AccessTokenRecord {
 
 const ACCESS_SELECT: &str = "SELECT t.id, t.user_id, t.client_id, t.name, t.scopes, t.revoked, \
     t.created_at, t.expires_at, c.revoked AS client_revoked, u.disabled AS user_disabled, \
-    k.state AS key_state \
+    u.name AS user_name, u.email AS user_email, k.state AS key_state \
     FROM oauth_access_tokens t \
     LEFT JOIN oauth_clients c ON c.id = t.client_id \
     LEFT JOIN users u ON u.id = t.user_id \
@@ -86,6 +92,8 @@ fn access_from_row(row: &AnyRow) -> Result<AccessTokenRecord> {
         user_disabled: super::optional_flag(row, "user_disabled")?,
         key_retired: row.try_get::<Option<String>, _>("key_state")?.as_deref()
             == Some(super::KeyState::Retired.as_str()),
+        user_name: row.try_get("user_name")?,
+        user_email: row.try_get("user_email")?,
     })
 }
 
@@ -187,7 +195,11 @@ impl Store {
     /// # Errors
     ///
     /// [`crate::Error::Database`] on a query failure; then no row was inserted.
-    pub(crate) async fn insert_access_tokens(&self, tokens: &[&NewAccessToken]) -> Result<()> {
+    pub(crate) async fn insert_access_tokens(
+        &self,
+        connection: &mut AnyConnection,
+        tokens: &[&NewAccessToken],
+    ) -> Result<()> {
         if tokens.is_empty() {
             return Ok(());
         }
@@ -198,7 +210,7 @@ impl Store {
         for token in tokens {
             query = bind_access_token(query, token);
         }
-        query.execute(&self.pool).await?;
+        query.execute(connection).await?;
         Ok(())
     }
 
@@ -217,12 +229,16 @@ impl Store {
     }
 
     /// Reads the access tokens with the given ids; ids that name no token are left out.
-    async fn access_tokens_by_ids(&self, ids: &[&str]) -> Result<Vec<AccessTokenRecord>> {
+    async fn access_tokens_by_ids(
+        &self,
+        connection: &mut AnyConnection,
+        ids: &[&str],
+    ) -> Result<Vec<AccessTokenRecord>> {
         let (list, slots) = super::lookup::padded_placeholders(ids.len());
         let query = format!("{ACCESS_SELECT} WHERE t.id IN ({list})");
         let query = self.sql(&query);
         let statement = super::lookup::bind_padded(sqlx::query(&query), ids, slots);
-        let rows = statement.fetch_all(&self.pool).await?;
+        let rows = statement.fetch_all(connection).await?;
         rows.iter().map(access_from_row).collect()
     }
 
@@ -458,7 +474,11 @@ impl super::lookup::Keyed for AccessTokenRecord {
         &self.id
     }
 
-    async fn fetch_many(store: &Store, keys: &[&str]) -> Result<Vec<AccessTokenRecord>> {
-        store.access_tokens_by_ids(keys).await
+    async fn fetch_many(
+        store: &Store,
+        connection: &mut AnyConnection,
+        keys: &[&str],
+    ) -> Result<Vec<AccessTokenRecord>> {
+        store.access_tokens_by_ids(connection, keys).await
     }
 }

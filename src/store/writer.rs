@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{NewAccessToken, Store};
+use super::{HeldConnection, NewAccessToken, Store};
 use crate::error::Result;
 
 /// Rows written by one INSERT at most. Ten columns each keeps the statement far below every
@@ -59,13 +59,22 @@ impl TokenWriter {
 /// that one bad row fails only its own request and each request gets its own error.
 async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<&NewAccessToken> = batch.iter().map(|job| &job.row).collect();
-        let written = async {
-            let _turn = store.write_turn().await?;
-            store.insert_access_tokens(&rows).await
+    let mut task_connection = HeldConnection::default();
+    let mut closing = std::pin::pin!(store.closing());
+    loop {
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut batch, MAX_BATCH) => received,
+            () = &mut closing => 0,
         };
-        match written.await {
+        if received == 0 {
+            return;
+        }
+        let rows: Vec<&NewAccessToken> = batch.iter().map(|job| &job.row).collect();
+        let written = write_batch(&store, &mut task_connection, &rows).await;
+        if written.is_err() {
+            task_connection.discard();
+        }
+        match written {
             Ok(()) => {
                 for job in batch.drain(..) {
                     let _ = job.done.send(Ok(()));
@@ -80,6 +89,16 @@ async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Job>) {
             }
         }
     }
+}
+
+async fn write_batch(
+    store: &Store,
+    task_connection: &mut HeldConnection,
+    rows: &[&NewAccessToken],
+) -> Result<()> {
+    let _turn = store.write_turn().await?;
+    let connection = task_connection.get(store).await?;
+    store.insert_access_tokens(connection, rows).await
 }
 
 async fn insert_one(store: &Store, row: &NewAccessToken) -> Result<()> {

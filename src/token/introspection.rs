@@ -67,7 +67,11 @@ async fn describe_access_token(
         }
         Err(_) => return Ok(None),
     };
-    let ValidatedAccessToken { bearer, claims } = validated;
+    let ValidatedAccessToken {
+        bearer,
+        claims,
+        user,
+    } = validated;
     let owner = bearer.client_id == client.id;
     let audience = client
         .audience
@@ -90,8 +94,8 @@ async fn describe_access_token(
         "iss": claims.iss,
         "jti": claims.jti,
     });
-    if let Principal::User(user_id) = bearer.principal
-        && let Some(name) = user_name(sesame, user_id).await?
+    if let Principal::User(_) = bearer.principal
+        && let Some((name, _)) = user
     {
         answer["username"] = json!(name);
     }

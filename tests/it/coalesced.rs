@@ -230,3 +230,21 @@ async fn concurrent_refresh_rotations_succeed() {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
+
+/// The lookup and writer tasks keep a connection each; closing must not wait for them forever.
+#[tokio::test]
+async fn close_returns_kept_connections() {
+    let server = Server::start().await;
+    let user = server.user("erin", "erin password").await;
+    let token = server.pat(user, &["profile"]).await;
+    let (status, _, _) = server.get_with("/oauth/userinfo", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
+    server.client_token(&id, &secret, "").await;
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(20), server.sesame.close()).await;
+    assert!(
+        closed.is_ok(),
+        "closing the store waited for the kept connections"
+    );
+}
