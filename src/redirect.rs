@@ -19,7 +19,7 @@ pub fn find_match<'a>(registered: &'a [String], requested: &str) -> Option<&'a s
 }
 
 /// Whether `requested` matches `registered`: identical bytes, or identical once the port of an
-/// `http` loopback IP literal (127.0.0.1 or [::1]) is removed from both.
+/// `http` loopback IP literal (`127.0.0.1` or `[::1]`) is removed from both.
 pub fn matches(registered: &str, requested: &str) -> bool {
     if registered == requested {
         return true;
