@@ -258,20 +258,6 @@ impl Store {
         Ok(client.filter(|client| client.id == id))
     }
 
-    /// Reads the clients with the given ids; ids that name no client are left out.
-    async fn clients_by_ids(
-        &self,
-        connection: &mut AnyConnection,
-        ids: &[&str],
-    ) -> Result<Vec<ClientRecord>> {
-        let (list, slots) = super::lookup::padded_placeholders(ids.len());
-        let query = format!("SELECT {COLUMNS} FROM oauth_clients WHERE id IN ({list})");
-        let query = self.sql(&query);
-        let statement = super::lookup::bind_padded(sqlx::query(&query), ids, slots);
-        let rows = statement.fetch_all(connection).await?;
-        rows.iter().map(client_from_row).collect()
-    }
-
     /// Lists every client, oldest first.
     ///
     /// # Errors
@@ -329,6 +315,7 @@ impl super::lookup::Keyed for ClientRecord {
         connection: &mut AnyConnection,
         keys: &[&str],
     ) -> Result<Vec<ClientRecord>> {
-        store.clients_by_ids(connection, keys).await
+        let select = format!("SELECT {COLUMNS} FROM oauth_clients WHERE id IN");
+        super::lookup::rows_by_ids(store, connection, &select, keys, client_from_row).await
     }
 }

@@ -13,6 +13,7 @@ use std::future::Future;
 use tokio::sync::{mpsc, oneshot};
 
 use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
 
 use super::{HeldConnection, Store};
 use crate::error::Result;
@@ -40,7 +41,7 @@ pub(crate) trait Keyed: Clone + Send + Sync + 'static {
 /// Builds the placeholder list for `count` keys, padded up to a power of two so each
 /// connection prepares a handful of statements instead of one per batch size. Returns the
 /// list and its number of slots; [`bind_padded`] fills the extra slots with the last key.
-pub(super) fn padded_placeholders(count: usize) -> (String, usize) {
+fn padded_placeholders(count: usize) -> (String, usize) {
     let slots = count.max(1).next_power_of_two();
     let list = vec!["?"; slots].join(", ");
     (list, slots)
@@ -48,7 +49,7 @@ pub(super) fn padded_placeholders(count: usize) -> (String, usize) {
 
 /// Binds `keys` to a statement made with [`padded_placeholders`], repeating the last key
 /// into the padding slots.
-pub(super) fn bind_padded<'q>(
+fn bind_padded<'q>(
     mut statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     keys: &[&'q str],
     slots: usize,
@@ -58,6 +59,48 @@ pub(super) fn bind_padded<'q>(
         statement = statement.bind(keys.get(index).copied().unwrap_or(last));
     }
     statement
+}
+
+/// Runs `select`, a query that ends in `IN`, completed with a placeholder list for `ids`, and
+/// converts each row found with `from_row`. Ids that match no row are left out.
+pub(super) async fn rows_by_ids<T>(
+    store: &Store,
+    connection: &mut AnyConnection,
+    select: &str,
+    ids: &[&str],
+    from_row: fn(&AnyRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let (list, slots) = padded_placeholders(ids.len());
+    let query = format!("{select} ({list})");
+    let query = store.sql(&query);
+    let statement = bind_padded(sqlx::query(&query), ids, slots);
+    let rows = statement.fetch_all(connection).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The receiving end of a batching task's queue, which also ends when the store closes.
+pub(super) struct BatchReceiver<T> {
+    receiver: mpsc::Receiver<T>,
+    closing: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl<T> BatchReceiver<T> {
+    /// Wraps `receiver`, which then also ends once [`Store::close`] begins.
+    pub(super) fn new(store: &Store, receiver: mpsc::Receiver<T>) -> BatchReceiver<T> {
+        BatchReceiver {
+            receiver,
+            closing: Box::pin(store.closing()),
+        }
+    }
+
+    /// Waits for work and moves up to `limit` waiting items into `batch`. Returns `false`
+    /// when every sender is gone or the store is closing, and the task should end.
+    pub(super) async fn next(&mut self, batch: &mut Vec<T>, limit: usize) -> bool {
+        tokio::select! {
+            received = self.receiver.recv_many(batch, limit) => received > 0,
+            () = &mut self.closing => false,
+        }
+    }
 }
 
 struct Job<V> {
@@ -75,6 +118,7 @@ impl<V: Keyed> Lookup<V> {
     /// Starts the lookup task on the current tokio runtime.
     pub(crate) fn spawn(store: Store) -> Lookup<V> {
         let (sender, receiver) = mpsc::channel(QUEUE);
+        let receiver = BatchReceiver::new(&store, receiver);
         tokio::spawn(read_batches(store, receiver));
         Lookup { sender }
     }
@@ -112,18 +156,10 @@ async fn read_one<V: Keyed>(store: &Store, key: &str) -> Result<Option<V>> {
 
 /// Resolves every waiting lookup with one query. When the query fails, each key is read
 /// alone so that each caller gets its own row or its own error.
-async fn read_batches<V: Keyed>(store: Store, mut receiver: mpsc::Receiver<Job<V>>) {
+async fn read_batches<V: Keyed>(store: Store, mut receiver: BatchReceiver<Job<V>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut task_connection = HeldConnection::default();
-    let mut closing = std::pin::pin!(store.closing());
-    loop {
-        let received = tokio::select! {
-            received = receiver.recv_many(&mut batch, MAX_BATCH) => received,
-            () = &mut closing => 0,
-        };
-        if received == 0 {
-            return;
-        }
+    while receiver.next(&mut batch, MAX_BATCH).await {
         let mut keys: Vec<&str> = batch.iter().map(|job| job.key.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();

@@ -228,20 +228,6 @@ impl Store {
         row.as_ref().map(access_from_row).transpose()
     }
 
-    /// Reads the access tokens with the given ids; ids that name no token are left out.
-    async fn access_tokens_by_ids(
-        &self,
-        connection: &mut AnyConnection,
-        ids: &[&str],
-    ) -> Result<Vec<AccessTokenRecord>> {
-        let (list, slots) = super::lookup::padded_placeholders(ids.len());
-        let query = format!("{ACCESS_SELECT} WHERE t.id IN ({list})");
-        let query = self.sql(&query);
-        let statement = super::lookup::bind_padded(sqlx::query(&query), ids, slots);
-        let rows = statement.fetch_all(connection).await?;
-        rows.iter().map(access_from_row).collect()
-    }
-
     /// Lists a user's personal access tokens that are neither revoked nor expired, newest
     /// first.
     ///
@@ -479,6 +465,7 @@ impl super::lookup::Keyed for AccessTokenRecord {
         connection: &mut AnyConnection,
         keys: &[&str],
     ) -> Result<Vec<AccessTokenRecord>> {
-        store.access_tokens_by_ids(connection, keys).await
+        let select = format!("{ACCESS_SELECT} WHERE t.id IN");
+        super::lookup::rows_by_ids(store, connection, &select, keys, access_from_row).await
     }
 }

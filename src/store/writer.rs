@@ -4,6 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::lookup::BatchReceiver;
 use super::{HeldConnection, NewAccessToken, Store};
 use crate::error::Result;
 
@@ -30,6 +31,7 @@ impl TokenWriter {
     /// Starts the writer task on the current tokio runtime.
     pub(crate) fn spawn(store: Store) -> TokenWriter {
         let (sender, receiver) = mpsc::channel(QUEUE);
+        let receiver = BatchReceiver::new(&store, receiver);
         tokio::spawn(write_batches(store, receiver));
         TokenWriter { sender }
     }
@@ -57,18 +59,10 @@ impl TokenWriter {
 
 /// Writes whatever is waiting as one INSERT. When the batch fails, each row is tried alone so
 /// that one bad row fails only its own request and each request gets its own error.
-async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Job>) {
+async fn write_batches(store: Store, mut receiver: BatchReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut task_connection = HeldConnection::default();
-    let mut closing = std::pin::pin!(store.closing());
-    loop {
-        let received = tokio::select! {
-            received = receiver.recv_many(&mut batch, MAX_BATCH) => received,
-            () = &mut closing => 0,
-        };
-        if received == 0 {
-            return;
-        }
+    while receiver.next(&mut batch, MAX_BATCH).await {
         let rows: Vec<&NewAccessToken> = batch.iter().map(|job| &job.row).collect();
         let written = write_batch(&store, &mut task_connection, &rows).await;
         if written.is_err() {
