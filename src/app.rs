@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::{self, KeyAlgorithm, SigningKey};
 use crate::metrics::Metrics;
-use crate::password::PasswordHasher;
+use crate::password::{PasswordHasher, SignInTurns};
 use crate::rotation::KeyRing;
 use crate::store::{AccessTokenRecord, ClientRecord, Lookup, NewAccessToken, Store, TokenWriter};
 use crate::token::jwt::Verifier;
@@ -71,6 +71,7 @@ struct Inner {
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
+    sign_in_turns: SignInTurns,
     metrics: Option<Metrics>,
     /// Started on first use, on the runtime that serves requests.
     token_writer: std::sync::OnceLock<TokenWriter>,
@@ -163,6 +164,7 @@ impl Sesame {
                 verifier,
                 clock: options.clock,
                 hasher,
+                sign_in_turns: SignInTurns::default(),
                 metrics,
                 token_writer: std::sync::OnceLock::new(),
                 client_lookup: std::sync::OnceLock::new(),
@@ -202,6 +204,11 @@ impl Sesame {
 
     pub(crate) fn hasher(&self) -> &PasswordHasher {
         &self.inner.hasher
+    }
+
+    /// The per-user queue of password checks in this process.
+    pub(crate) fn sign_in_turns(&self) -> &SignInTurns {
+        &self.inner.sign_in_turns
     }
 
     /// Sesame's metrics, or `None` when `SESAME_METRICS` is off.

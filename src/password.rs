@@ -6,14 +6,15 @@
 //! reached 230 MiB after 64 logins with only two hashes ever running at once. Reusing one
 //! block per thread bounds that memory by the hashing limit.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::time::Duration;
 
 use std::cell::{Cell, RefCell};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedMutexGuard, Semaphore, oneshot};
 
 use crate::error::{Error, Result};
 
@@ -105,6 +106,48 @@ fn run_jobs(receiver: &Mutex<mpsc::Receiver<Job>>) {
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
             tracing::error!("a password hashing job panicked");
         }
+    }
+}
+
+/// How long a sign-in waits for the checks of the same user name before it fails as busy.
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// Puts the password checks of one user name in a queue inside this process, so that each
+/// check reads the failures counted by the ones before it. Without it, a burst of concurrent
+/// guesses for one user all read the failure count before any of them had failed, and far
+/// more than the threshold were checked. Nodes of a cluster each keep their own queue.
+#[derive(Debug, Default)]
+pub(crate) struct SignInTurns {
+    turns: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+/// Map size at which turns no longer held or awaited are removed.
+const TURNS_KEPT: usize = 1024;
+
+impl SignInTurns {
+    /// Waits for the turn of `key` and holds it until the returned guard is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] after waiting 10 seconds.
+    pub(crate) async fn wait(&self, key: &str) -> Result<OwnedMutexGuard<()>> {
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+            if turns.len() >= TURNS_KEPT {
+                turns.retain(|_, turn| turn.strong_count() > 0);
+            }
+            match turns.get(key).and_then(Weak::upgrade) {
+                Some(turn) => turn,
+                None => {
+                    let turn = Arc::new(tokio::sync::Mutex::new(()));
+                    turns.insert(key.to_owned(), Arc::downgrade(&turn));
+                    turn
+                }
+            }
+        };
+        tokio::time::timeout(TURN_WAIT, turn.lock_owned())
+            .await
+            .map_err(|_| Error::Busy)
     }
 }
 

@@ -46,6 +46,7 @@ pub async fn grant(
     let store = sesame.store();
     let now = sesame.now();
     let user_key = format!("login:user:{username}");
+    let _turn = sesame.sign_in_turns().wait(&user_key).await?;
     if let Some(until) = store.attempt_blocked_until(&user_key, now).await? {
         let mut error = OAuthError::temporarily_unavailable(format!(
             "too many failed sign-ins for this user; retry in {} seconds",

@@ -106,6 +106,7 @@ async fn submit_inner(
     let store = sesame.store();
     let now = sesame.now();
     let user_key = format!("login:user:{username}");
+    let _turn = sesame.sign_in_turns().wait(&user_key).await?;
     let keys: Vec<String> = [Some(user_key.clone()), address.key("login")]
         .into_iter()
         .flatten()

@@ -270,6 +270,40 @@ async fn password_guessing_backs_off_per_user() {
     assert_eq!(bob.status, StatusCode::OK, "{}", bob.text);
 }
 
+// A burst of concurrent guesses for one user must not get more checks than the threshold:
+// each check waits for the one before it, so it reads that failure.
+#[tokio::test]
+async fn concurrent_guesses_back_off_per_user() {
+    let server = start_limited(OFF, OFF).await;
+    server.user("carol", "right password").await;
+    let (id, secret) = server.client(ClientKind::Password, None).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let request = server
+            .http
+            .post(server.url("/oauth/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "carol"),
+                ("password", "guess"),
+            ])
+            .send();
+        tasks.spawn(async move { request.await.expect("request").status() });
+    }
+    let mut checked = 0;
+    let mut refused = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.expect("task") {
+            StatusCode::BAD_REQUEST => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(checked, 5, "{refused} refused");
+    assert_eq!(refused, 19);
+}
+
 // catalogue 122: one password tried against many user names from one address.
 #[tokio::test]
 async fn password_spraying_limited_per_address() {
