@@ -206,7 +206,7 @@ impl Sesame {
         &self.inner.hasher
     }
 
-    /// The per-user queue of password checks in this process.
+    /// Returns the per-user queue of password checks in this process.
     pub(crate) fn sign_in_turns(&self) -> &SignInTurns {
         &self.inner.sign_in_turns
     }
@@ -230,8 +230,8 @@ impl Sesame {
         writer.insert(&self.inner.store, row).await
     }
 
-    /// Reads a client by id, sharing one query with every client lookup made at the same
-    /// moment (see `store::lookup`); never from a cache.
+    /// Reads a client by id. The query is shared with every client lookup made at the same
+    /// moment (see `store::lookup`), and nothing is read from a cache.
     ///
     /// # Errors
     ///
@@ -244,8 +244,8 @@ impl Sesame {
         lookup.get(&self.inner.store, id).await
     }
 
-    /// Reads an access token row with its client, user and key state, sharing one query with
-    /// every token lookup made at the same moment; never from a cache.
+    /// Reads an access token row with its client, user and key state. The query is shared with
+    /// every token lookup made at the same moment, and nothing is read from a cache.
     ///
     /// # Errors
     ///

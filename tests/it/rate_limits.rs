@@ -292,16 +292,16 @@ async fn concurrent_guesses_back_off_per_user() {
         tasks.spawn(async move { request.await.expect("request").status() });
     }
     let mut checked = 0;
-    let mut refused = 0;
+    let mut limited = 0;
     while let Some(status) = tasks.join_next().await {
         match status.expect("task") {
             StatusCode::BAD_REQUEST => checked += 1,
-            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
             other => panic!("unexpected status {other}"),
         }
     }
-    assert_eq!(checked, 5, "{refused} refused");
-    assert_eq!(refused, 19);
+    assert_eq!(checked, 5, "{limited} limited");
+    assert_eq!(limited, 19);
 }
 
 // catalogue 122: one password tried against many user names from one address.
