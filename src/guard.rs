@@ -190,7 +190,7 @@ impl IntoResponse for BearerError {
 /// Takes the bearer token from the request headers.
 ///
 /// Returns `Ok(None)` when there are no bearer credentials at all.
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, BearerError> {
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, BearerError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -247,6 +247,17 @@ impl Sesame {
         let audience = self.config().audience.as_str();
         let validated = self.validate_access_token(token, Some(audience)).await?;
         Ok(validated.bearer)
+    }
+
+    /// Reads the bearer token from `headers` and applies every check of the [`Bearer`]
+    /// extractor, keeping the verified claims and the user read with the token row.
+    pub(crate) async fn validate_bearer_header(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<ValidatedAccessToken, BearerError> {
+        let token = bearer_token(headers)?.ok_or(BearerError::Missing)?;
+        let audience = self.config().audience.as_str();
+        self.validate_access_token(token, Some(audience)).await
     }
 
     /// Applies every check of [`Sesame::authenticate_bearer`] to an access token. With

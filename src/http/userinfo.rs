@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::ApiError;
 use crate::app::Sesame;
-use crate::guard::{BearerError, bearer_token};
+use crate::guard::BearerError;
 
 /// Answers `sub` to any valid user token; `name` with the `profile` scope and `email` with
 /// the `email` scope. Client tokens are refused.
@@ -15,11 +15,9 @@ pub(crate) async fn userinfo(
     State(sesame): State<Sesame>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let token = bearer_token(&headers)?.ok_or(BearerError::Missing)?;
-    let audience = sesame.config().audience.as_str();
     // The same checks as the `Bearer` extractor; the token row also carries the user's name
     // and e-mail address, so no second query is needed.
-    let validated = sesame.validate_access_token(token, Some(audience)).await?;
+    let validated = sesame.validate_bearer_header(&headers).await?;
     let user_id = validated.bearer.user_id()?;
     let (name, email) = validated
         .user

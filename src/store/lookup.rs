@@ -4,8 +4,8 @@
 //! concurrent requests share one round trip to the database instead of each making its own.
 //!
 //! Nothing is cached. A lookup that arrives while a query runs waits for the next query,
-//! which starts after it arrived, so it always sees every write committed before it was made:
-//! a client revoked or a token revoked a moment ago, by this process or any other, is seen.
+//! which starts after it arrived. Its result therefore includes every write committed before
+//! the lookup was made, such as a client or token revoked a moment ago by any process.
 
 use std::collections::HashMap;
 use std::future::Future;
