@@ -328,9 +328,9 @@ where
     type Rejection = BearerError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers)?.ok_or(BearerError::Missing)?;
         let sesame = Sesame::from_ref(state);
-        sesame.authenticate_bearer(token).await
+        let validated = sesame.validate_bearer_header(&parts.headers).await?;
+        Ok(validated.bearer)
     }
 }
 
