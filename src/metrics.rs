@@ -6,6 +6,7 @@
 //! wants one exposition can append [`Metrics::render`] to its own.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
@@ -25,6 +26,12 @@ const LATENCY_BUCKETS_SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Requests recorded between two drains of the latency histogram's samples. The exporter keeps
+/// every sample (a value and an `Instant`, 24 bytes) until it renders or drains, so a server
+/// whose `/metrics` is never scraped would otherwise grow without bound, by about 860 MB an
+/// hour at 10,000 requests per second.
+const DRAIN_EVERY: u64 = 4096;
+
 /// HTTP methods that get their own label value; any other method is counted as `other`, so
 /// a client cannot add series by inventing methods.
 const KNOWN_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -36,6 +43,7 @@ const KNOWN_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    requests_recorded: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -62,6 +70,7 @@ impl Metrics {
         let metrics = Metrics {
             recorder: Arc::new(recorder),
             handle,
+            requests_recorded: Arc::new(AtomicU64::new(0)),
         };
         metrics.describe();
         metrics
@@ -136,6 +145,11 @@ impl Metrics {
         self.recorder
             .register_histogram(&duration, &metadata())
             .record(latency.as_secs_f64());
+        let recorded = self.requests_recorded.fetch_add(1, Ordering::Relaxed) + 1;
+        if recorded.is_multiple_of(DRAIN_EVERY) {
+            // Folds the waiting samples into the histogram's bucket counts.
+            self.handle.run_upkeep();
+        }
     }
 
     /// Sets the database pool gauges: open connections, idle connections and the maximum.
@@ -159,4 +173,45 @@ impl Metrics {
 
 fn metadata() -> Metadata<'static> {
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Reads this process's resident set size in KiB from `/proc/self/status`.
+    fn resident_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .expect("VmRSS line");
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS value")
+    }
+
+    #[test]
+    fn unscraped_request_samples_stay_bounded() {
+        let metrics = Metrics::new();
+        let latency = Duration::from_micros(300);
+        // Warm up the series and the allocator's pools first.
+        for _ in 0..2 * DRAIN_EVERY {
+            metrics.record_request("/oauth/token", "POST", 200, latency);
+        }
+        let before = resident_kib();
+        // Kept, these samples would take about 9 MiB.
+        for _ in 0..400_000 {
+            metrics.record_request("/oauth/token", "POST", 200, latency);
+        }
+        let grown = resident_kib().saturating_sub(before);
+        assert!(grown < 3 * 1024, "resident memory grew by {grown} KiB");
+        let rendered = metrics.render();
+        let count = format!(
+            "{HTTP_REQUEST_DURATION}_count{{route=\"/oauth/token\",method=\"POST\"}} {}",
+            400_000 + 2 * DRAIN_EVERY
+        );
+        assert!(rendered.contains(&count), "no {count} in {rendered}");
+    }
 }
