@@ -9,6 +9,7 @@ mod serve;
 mod token;
 mod user;
 
+use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +17,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sesame::config::{LogFormat, Overrides};
 use sesame::{Config, OpenOptions, Sesame};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Sesame: an OAuth 2.1 authorization server and personal access token service.
 #[derive(Debug, Parser)]
@@ -67,22 +70,39 @@ enum Command {
 
 /// Starts logging to stderr: info for `serve`, warnings for other commands, unless
 /// `RUST_LOG` says otherwise.
-fn init_logging(cli: &Cli, format: LogFormat) {
+///
+/// `serve` logs a line per request, so its lines go through a queue to a thread of their own
+/// that writes whatever is waiting with one `write` call. Request threads wait for stderr only
+/// when the queue (128,000 lines) is full, because a full queue blocks rather than drops
+/// lines. The returned guard writes what is still queued when dropped, so it must live until
+/// the command ends. Other commands write each line at once, in order with what they print.
+fn init_logging(cli: &Cli, format: LogFormat) -> Option<WorkerGuard> {
     let default = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let (writer, guard) = match cli.command {
+        Command::Serve(_) => {
+            let (writer, guard) = NonBlockingBuilder::default()
+                .lossy(false)
+                .thread_name("sesame-log")
+                .finish(BufWriter::new(std::io::stderr()));
+            (BoxMakeWriter::new(writer), Some(guard))
+        }
+        _ => (BoxMakeWriter::new(std::io::stderr), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 /// Renders an error and its causes on one line.
@@ -109,7 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     };
     let config = Config::load(&overrides)?;
-    init_logging(&cli, config.log_format);
+    let _log_writer = init_logging(&cli, config.log_format);
     let output = Output { json: cli.json };
     match cli.command {
         Command::Serve(_) => serve::run(config, &overrides, !cli.no_migrate).await,
