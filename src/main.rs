@@ -2,6 +2,13 @@
 
 mod cli;
 
+/// jemalloc in place of the system allocator. Under client_credentials load, glibc's malloc and
+/// free took about 16% of the server's CPU samples (`perf record`, ES256, 32 connections), and
+/// jemalloc used about 8% less CPU per token. An application that embeds the library chooses
+/// its own allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser as _;
