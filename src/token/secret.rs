@@ -49,11 +49,13 @@ impl std::fmt::Debug for Secret {
 /// Plain SHA-256 suffices because every secret Sesame issues carries 256 bits of entropy; user
 /// passwords use Argon2id instead.
 pub fn hash_secret(secret: &str) -> String {
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = digest::digest(&digest::SHA256, secret.as_bytes());
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
     for byte in digest.as_ref() {
-        out.push_str(&format!("{byte:02x}"));
+        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
     }
     out
 }
@@ -102,6 +104,15 @@ mod tests {
         assert_ne!(
             secret.expose(),
             Secret::generate().expect("rng works").expose()
+        );
+    }
+
+    #[test]
+    fn hash_matches_known_digest() {
+        // The well-known SHA-256 digest of "abc".
+        assert_eq!(
+            hash_secret("abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 
