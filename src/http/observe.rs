@@ -22,9 +22,9 @@ const MAX_REQUEST_ID_LEN: usize = 64;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OAuthErrorCode(pub &'static str);
 
-/// Runs a request inside a `request` span that carries its id, method and route, then logs
-/// one line with status and latency, records the request metrics and echoes the id in
-/// `X-Request-Id`.
+/// Runs a request inside a `request` span that carries its id, method, route and, where the
+/// handler records them, grant type and client id. Then logs one line with status and latency,
+/// records the request metrics and echoes the id in `X-Request-Id`.
 ///
 /// The log line never contains the query string, headers or body, which may carry codes and
 /// credentials.
@@ -41,7 +41,16 @@ pub(crate) async fn observe(
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!("request", request_id = %request_id, %method, route);
+    // Handlers fill `grant_type` and `client_id` where they apply, so that the one line logged
+    // per request names the grant and the client.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        %method,
+        route,
+        grant_type = tracing::field::Empty,
+        client_id = tracing::field::Empty,
+    );
 
     let mut response = next.run(request).instrument(span.clone()).await;
 

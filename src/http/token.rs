@@ -31,6 +31,9 @@ pub(crate) async fn token(
     OAuthForm(params): OAuthForm,
 ) -> Response {
     let grant_type = params.get("grant_type").unwrap_or_default().to_owned();
+    if SUPPORTED_GRANTS.contains(&grant_type.as_str()) {
+        tracing::Span::current().record("grant_type", grant_type.as_str());
+    }
     // A transaction the database aborted for a concurrent one's sake is run again, a few
     // times, before it becomes a 500.
     let mut attempts = 0;
@@ -45,7 +48,7 @@ pub(crate) async fn token(
     };
     match result {
         Ok(response) => {
-            tracing::info!(grant_type, "issued tokens");
+            tracing::debug!(grant_type, "issued tokens");
             if let Some(metrics) = sesame.metrics()
                 && let Some(grant) = SUPPORTED_GRANTS.iter().find(|g| **g == grant_type)
             {
@@ -81,6 +84,7 @@ async fn token_inner(
     let credentials = client_credentials(headers, params)?
         .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
     let client = grant::client_auth::authenticate(sesame, &credentials).await?;
+    tracing::Span::current().record("client_id", client.id.as_str());
     // Only clients that proved a secret are counted, so sending another client's id cannot
     // spend its budget, and unknown ids take no memory. A public client's id is not secret,
     // so its requests count only against the per-address limit.
