@@ -4,6 +4,7 @@
 //! backend. Every other dialect difference lives in this module.
 
 mod account;
+mod checkpoint;
 mod clients;
 mod codes;
 mod keys;
@@ -25,6 +26,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+use tokio::task::JoinHandle;
 
 pub use account::AuthorizedToken;
 pub use clients::{ClientKind, ClientRecord, DEVICE_CODE_GRANT, NewClient};
@@ -80,6 +82,9 @@ pub struct Store {
     /// Set by [`Store::close`], so that tasks which keep a connection give it back before
     /// the pool waits for every connection to return.
     closing: Arc<watch::Sender<bool>>,
+    /// On SQLite, the WAL checkpoint task, which [`Store::close`] lets finish before it closes
+    /// the pool, so that a checkpoint under way still ends in a clean close.
+    checkpoint_task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// How long a write transaction waits for its turn on SQLite, the same bound as the
@@ -212,13 +217,15 @@ impl Store {
                     if backend == Backend::Sqlite {
                         use sqlx::Executor as _;
                         // WAL lets readers run beside the one writer; busy_timeout makes a CLI
-                        // writing beside a running server wait instead of failing.
-                        connection
-                            .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
+                        // writing beside a running server wait instead of failing. The store's
+                        // checkpoint task keeps the WAL short (see `checkpoint`).
+                        let pragmas = format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA wal_autocheckpoint = {};",
+                            checkpoint::AUTOCHECKPOINT_PAGES
+                        );
+                        connection.execute(pragmas.as_str()).await?;
                     }
                     Ok(())
                 })
@@ -227,11 +234,16 @@ impl Store {
             .await
             .map_err(|error| connect_error(url, error))?;
         let write_turn = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let closing = Arc::new(watch::Sender::new(false));
+        let checkpoint_task = write_turn
+            .as_ref()
+            .map(|turn| checkpoint::spawn(pool.clone(), turn.clone(), closing.subscribe()));
         Ok(Store {
             pool,
             backend,
             write_turn,
-            closing: Arc::new(watch::Sender::new(false)),
+            closing,
+            checkpoint_task: Arc::new(std::sync::Mutex::new(checkpoint_task)),
         })
     }
 
@@ -374,6 +386,15 @@ impl Store {
     /// Closes every connection, after the tasks that keep one have ended.
     pub async fn close(&self) {
         self.closing.send_replace(true);
+        let checkpoint_task = self
+            .checkpoint_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = checkpoint_task {
+            // The task ends at its next step; a panic in it is not this caller's to re-raise.
+            let _ = task.await;
+        }
         self.pool.close().await;
     }
 

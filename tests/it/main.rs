@@ -3,6 +3,7 @@
 mod account_page;
 mod authorize;
 mod browser;
+mod checkpoint;
 mod cli_clients;
 mod clients_api;
 mod coalesced;
