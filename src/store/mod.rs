@@ -222,8 +222,9 @@ impl Store {
                         let pragmas = format!(
                             "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
                              PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA wal_autocheckpoint = {};",
-                            checkpoint::AUTOCHECKPOINT_PAGES
+                             PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+                            checkpoint::AUTOCHECKPOINT_PAGES,
+                            checkpoint::WAL_SIZE_LIMIT_BYTES
                         );
                         connection.execute(pragmas.as_str()).await?;
                     }
