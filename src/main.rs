@@ -6,6 +6,7 @@ mod cli;
 /// free took about 16% of the server's CPU samples (`perf record`, ES256, 32 connections), and
 /// jemalloc used about 8% less CPU per token. An application that embeds the library chooses
 /// its own allocator.
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
