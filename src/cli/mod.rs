@@ -75,9 +75,9 @@ const LOG_QUEUE_LINES: usize = 8192;
 /// Starts logging to stderr: info for `serve`, warnings for other commands, unless
 /// `RUST_LOG` says otherwise.
 ///
-/// `serve` logs a line per request, so its lines go through a queue to a thread of their own
-/// that writes whatever is waiting through an 8 KiB buffer: a burst of lines costs a few
-/// `write` calls instead of one each. Request threads wait for stderr only when the queue
+/// `serve` logs a line per request, so its lines go through a queue to a thread of their own.
+/// That thread writes whatever is waiting through an 8 KiB buffer, so a burst of lines costs a
+/// few `write` calls instead of one each. Request threads wait for stderr only when the queue
 /// ([`LOG_QUEUE_LINES`]) is full, because a full queue blocks rather than drops lines. The
 /// returned guard, when dropped, waits up to about a second for the queue to be written, so it
 /// must live until the command ends; a killed process loses what is still queued. Other

@@ -6,10 +6,10 @@
 //! behind the checkpoint. Store connections raise that threshold to [`AUTOCHECKPOINT_PAGES`],
 //! a safety net, and this task checkpoints every [`INTERVAL`] in two steps:
 //!
-//! 1. two passive checkpoints, which wait for neither readers nor writers, copy the WAL
-//!    frames while this process keeps writing; the second copies what was written during the
-//!    first, so that little is left for the next step;
-//! 2. a third passive checkpoint, run while holding the store's write turn, copies the few
+//! 1. Two passive checkpoints copy the WAL frames while this process keeps writing, because a
+//!    passive checkpoint waits for neither readers nor writers. The second copies what was
+//!    written during the first, so that little is left for the next step.
+//! 2. A third passive checkpoint, run while holding the store's write turn, copies the few
 //!    frames written meanwhile. With every frame copied and no write in between, the next
 //!    writer starts the WAL over from its beginning, which no checkpoint that runs beside
 //!    writers lets happen, so without this step the WAL grows to the safety net.
