@@ -80,7 +80,7 @@ const LOG_QUEUE_LINES: usize = 8192;
 /// few `write` calls instead of one each. Request threads wait for stderr only when the queue
 /// ([`LOG_QUEUE_LINES`]) is full, because a full queue blocks rather than drops lines. The
 /// returned guard, when dropped, waits up to about a second for the queue to be written, so it
-/// must live until the command ends; a killed process loses what is still queued. Other
+/// must live until the command ends. A killed process loses what is still queued. Other
 /// commands write each line at once, in order with what they print.
 fn init_logging(cli: &Cli, format: LogFormat) -> Option<WorkerGuard> {
     let default = match cli.command {

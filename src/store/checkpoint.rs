@@ -16,8 +16,8 @@
 //!
 //! The turn holds off only this process's writers that take it (the token writer and
 //! [`super::Store::begin_write`]). A single-statement write, another process such as the CLI,
-//! or a reader still on an older snapshot can keep the WAL from starting over at one tick;
-//! the next tick tries again, and `journal_size_limit` shrinks the file when it does.
+//! or a reader still on an older snapshot can keep the WAL from starting over at one tick.
+//! The next tick tries again, and `journal_size_limit` shrinks the file when the WAL restarts.
 
 use std::sync::Arc;
 use std::time::Duration;
