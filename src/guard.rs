@@ -116,7 +116,8 @@ pub enum BearerError {
     InvalidToken(&'static str),
     /// The token lacks a scope: 403 `insufficient_scope` naming the required scopes.
     InsufficientScope(String),
-    /// The endpoint needs a user and the token speaks for a client: 403.
+    /// The endpoint needs a user and the token speaks for a client: 403 `insufficient_scope`
+    /// without a scope to name, since no scope would make a client's token a user's.
     UserRequired,
     /// The database could not be asked: 503.
     Unavailable,
@@ -156,8 +157,8 @@ impl IntoResponse for BearerError {
             ),
             BearerError::UserRequired => (
                 StatusCode::FORBIDDEN,
-                false,
-                "access_denied",
+                true,
+                "insufficient_scope",
                 "this endpoint requires a token issued to a user".to_owned(),
             ),
             BearerError::Unavailable => (

@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use super::ApiError;
 use crate::app::Sesame;
 use crate::config::ACCOUNT_SCOPE;
-use crate::guard::Bearer;
+use crate::guard::{Bearer, BearerError};
 
 /// The user managing their own account.
 ///
@@ -34,13 +34,17 @@ enum AccountCredential {
 }
 
 impl AccountUser {
-    /// Checks whether the user may put `scope` into a new token. A bearer token passes on only the
-    /// scopes it holds, so a token never mints a token with more scopes than it has.
-    pub fn may_grant(&self, scope: &str) -> bool {
-        match &self.credential {
-            AccountCredential::Bearer(bearer) => bearer.has_scope(scope),
+    /// Checks that the user may put each of `scopes` into a new token. A bearer token passes on
+    /// only the scopes it holds, so a token never mints a token with more scopes than it has.
+    /// A scope it lacks gets RFC 6750's 403 with a challenge naming that scope.
+    pub fn check_grantable(&self, scopes: &[String]) -> Result<(), ApiError> {
+        let AccountCredential::Bearer(bearer) = &self.credential else {
             // A signed-in user may give their own tokens any scope, as on the token page.
-            AccountCredential::Session => true,
+            return Ok(());
+        };
+        match scopes.iter().find(|scope| !bearer.has_scope(scope)) {
+            Some(missing) => Err(BearerError::InsufficientScope(missing.clone()).into()),
+            None => Ok(()),
         }
     }
 }

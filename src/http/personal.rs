@@ -52,17 +52,7 @@ pub(crate) async fn create(
             format!("unknown scope {unknown:?}"),
         ));
     }
-    if let Some(extra) = request
-        .scopes
-        .iter()
-        .find(|scope| !account.may_grant(scope))
-    {
-        return Err(ApiError::Status(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            format!("the presenting token does not hold scope {extra:?}"),
-        ));
-    }
+    account.check_grantable(&request.scopes)?;
     let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
     let created = sesame
         .create_token(account.user_id, &request.name, &scopes)

@@ -318,8 +318,13 @@ async fn client_token_refused_at_userinfo() {
     server.user("alice", "pw").await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
     let token = server.client_token(&id, &secret, "").await;
-    let (status, _, body) = server.get_with("/oauth/userinfo", &token).await;
+    let (status, challenge, body) = server.get_with("/oauth/userinfo", &token).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "insufficient_scope", "{body}");
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_scope\""),
+        "{challenge}"
+    );
 }
 
 #[tokio::test]

@@ -98,10 +98,14 @@ async fn client_principal_refused() {
     let server = Server::start().await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
     let token = server.client_token(&id, &secret, "").await;
-    let (status, _, _) = server
+    let (status, challenge, body) = server
         .get_with("/oauth/personal-access-tokens", &token)
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_scope\""),
+        "{challenge}"
+    );
 }
 
 #[tokio::test]
@@ -109,8 +113,22 @@ async fn cannot_mint_more_scopes_than_held() {
     let server = Server::start().await;
     let (_, token) = account_token(&server, "alice").await;
     let before = server.counts().await;
-    let (status, body) = create(&server, &token, json!({"name": "x", "scopes": ["write"]})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let response = server
+        .http
+        .post(server.url("/oauth/personal-access-tokens"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "x", "scopes": ["read", "write"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_scope\"")
+            && challenge.ends_with("scope=\"write\""),
+        "the challenge names the scope the token lacks: {challenge}"
+    );
+    let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_scope");
     let (status, body) = create(&server, &token, json!({"name": "x", "scopes": ["*"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
