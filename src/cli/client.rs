@@ -8,7 +8,7 @@ use sesame::Config;
 use sesame::install::ClientSpec;
 use sesame::store::{ClientKind, ClientRecord};
 
-use super::{Output, split_scopes};
+use super::{Output, UsageError, split_scopes};
 
 /// Arguments of `sesame client`.
 #[derive(Debug, Args)]
@@ -91,13 +91,18 @@ enum ClientAction {
 /// Runs `sesame client`.
 pub async fn run(
     config: Config,
-    args: ClientArgs,
+    mut args: ClientArgs,
     migrate: bool,
     output: &Output,
 ) -> anyhow::Result<ExitCode> {
+    // Arguments are checked before the database or the keys are touched.
+    let job = match args.action.take() {
+        Some(action) => Job::Action(action),
+        None => Job::Create(kind_to_create(&args)?),
+    };
     let sesame = super::open(config, migrate).await?;
-    let code = match args.action {
-        Some(ClientAction::List) => {
+    let code = match job {
+        Job::Action(ClientAction::List) => {
             let clients = sesame.store().clients().await?;
             let value = json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()});
             let mut text = String::new();
@@ -116,7 +121,7 @@ pub async fn run(
             output.print(&value, text.trim_end());
             ExitCode::SUCCESS
         }
-        Some(ClientAction::Revoke { id }) => {
+        Job::Action(ClientAction::Revoke { id }) => {
             if !sesame.store().revoke_client(&id, sesame.now()).await? {
                 anyhow::bail!("client {id} not found; `sesame client list` shows the ids");
             }
@@ -126,7 +131,7 @@ pub async fn run(
             );
             ExitCode::SUCCESS
         }
-        Some(ClientAction::Secret { id }) => {
+        Job::Action(ClientAction::Secret { id }) => {
             let secret = sesame::token::secret::Secret::generate()?;
             if !sesame
                 .store()
@@ -141,27 +146,7 @@ pub async fn run(
             );
             ExitCode::SUCCESS
         }
-        None => {
-            let kind = if args.personal {
-                ClientKind::Personal
-            } else if args.password {
-                ClientKind::Password
-            } else if args.client {
-                ClientKind::ClientCredentials
-            } else if args.public {
-                ClientKind::Public
-            } else if args.device {
-                ClientKind::Device
-            } else if args.resource_server {
-                ClientKind::ResourceServer
-            } else if !args.redirect_uris.is_empty() {
-                ClientKind::AuthorizationCode
-            } else {
-                anyhow::bail!(
-                    "say which client to create: --redirect-uri URI for a web application, or \
-                     --public, --device, --client, --password, --personal or --resource-server"
-                );
-            };
+        Job::Create(kind) => {
             let default_name = match kind {
                 ClientKind::Personal => "Personal Access Client",
                 ClientKind::Password => "Password Grant Client",
@@ -174,9 +159,6 @@ pub async fn run(
             let scopes = args.scopes.as_deref().map(|s| split_scopes(Some(s)));
             let name = args.name.as_deref().unwrap_or(default_name);
             let (client, secret) = if kind == ClientKind::ResourceServer {
-                if scopes.is_some() {
-                    anyhow::bail!("a resource server requests no scopes; drop --scopes");
-                }
                 let audience = args.audience.as_deref();
                 sesame::install::create_resource_server(&sesame, name, audience).await?
             } else {
@@ -227,4 +209,40 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
         "audience": client.audience,
         "created_at": client.created_at,
     })
+}
+
+/// What one `sesame client` command does.
+enum Job {
+    Action(ClientAction),
+    Create(ClientKind),
+}
+
+/// The kind of client that `sesame client` without a subcommand creates, from its flags.
+fn kind_to_create(args: &ClientArgs) -> Result<ClientKind, UsageError> {
+    let kind = if args.personal {
+        ClientKind::Personal
+    } else if args.password {
+        ClientKind::Password
+    } else if args.client {
+        ClientKind::ClientCredentials
+    } else if args.public {
+        ClientKind::Public
+    } else if args.device {
+        ClientKind::Device
+    } else if args.resource_server {
+        ClientKind::ResourceServer
+    } else if !args.redirect_uris.is_empty() {
+        ClientKind::AuthorizationCode
+    } else {
+        return Err(UsageError(
+            "say which client to create: --redirect-uri URI for a web application, or --public, \
+             --device, --client, --password, --personal or --resource-server",
+        ));
+    };
+    if kind == ClientKind::ResourceServer && args.scopes.is_some() {
+        return Err(UsageError(
+            "a resource server requests no scopes; drop --scopes",
+        ));
+    }
+    Ok(kind)
 }

@@ -112,6 +112,12 @@ fn init_logging(cli: &Cli, format: LogFormat) -> Option<WorkerGuard> {
     guard
 }
 
+/// Arguments that parse but do not make sense together, found after clap has parsed them. The
+/// binary exits 2 for it, as for clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub &'static str);
+
 /// Renders an error and its causes on one line.
 pub fn one_line(error: &anyhow::Error) -> String {
     let mut message = error.to_string();

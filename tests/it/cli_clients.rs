@@ -158,3 +158,24 @@ async fn resource_server_clients() {
         "list never shows secrets: {stdout}"
     );
 }
+
+#[test]
+fn arguments_that_do_not_fit_together_exit_2() {
+    let dir = data_dir("");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["client", "--name", "web"], &[]);
+    assert_eq!(code, 2, "no client kind is a usage error: {stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--redirect-uri"), "{stderr}");
+    let (code, _, stderr) = run_cli(
+        dir.path(),
+        &["client", "--resource-server", "--scopes", "read"],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("drop --scopes"), "{stderr}");
+    let (code, _, stderr) = run_cli(dir.path(), &["client", "revoke", "no-such-client"], &[]);
+    assert_eq!(
+        code, 1,
+        "a client that does not exist is not a usage error: {stderr}"
+    );
+}

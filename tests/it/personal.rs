@@ -122,13 +122,13 @@ async fn cannot_mint_more_scopes_than_held() {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    let challenge = response.headers()["www-authenticate"].to_str().expect("ascii");
     assert!(
         challenge.starts_with("Bearer error=\"insufficient_scope\"")
             && challenge.ends_with("scope=\"write\""),
         "the challenge names the scope the token lacks: {challenge}"
     );
-    let body: Value = response.json().await.unwrap();
+    let body: Value = response.json().await.expect("json body");
     assert_eq!(body["error"], "insufficient_scope");
     let (status, body) = create(&server, &token, json!({"name": "x", "scopes": ["*"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
