@@ -1,5 +1,6 @@
 """Node's openid-client configures itself from Sesame's discovery document alone, signs a
-user in with PKCE, validates the ID token, reads userinfo, introspects and revokes.
+user in with PKCE, validates the ID token (its signature through the discovered JWKS, and
+its claims), reads userinfo, introspects and revokes.
 
 The node script lives in tests/interop/node; `scripts/test` installs its pinned packages.
 """
@@ -61,6 +62,11 @@ def test_openid_client_flow(node_ready, sesame, scripted_user):
         if node.poll() is None:
             node.kill()
     assert node.returncode == 0, node.stderr.read()
+
+    # openid-client fetches the discovered JWKS only to verify the ID token's signature, so
+    # the key that signed the ID token must be in the JWKS it fetched.
+    assert result["id_token_header"]["alg"] == "RS256"
+    assert result["id_token_header"]["kid"] in result["jwks_kids"]
 
     claims = result["id_token_claims"]
     assert claims["iss"] == sesame.issuer
