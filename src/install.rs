@@ -382,13 +382,18 @@ pub async fn create_resource_server(
     create_client_with(sesame, &spec).await
 }
 
-/// Trims a client name and checks that it is 1 to 255 characters without control
-/// characters, which could rewrite an operator's terminal when `sesame client list` prints it.
+/// Trims a client name and checks that it is 1 to 255 characters, none of them a control or
+/// invisible formatting character (see [`crate::names`]).
 pub(crate) fn validate_client_name(name: &str) -> Result<&str> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > 255
+        || name.chars().any(crate::names::is_forbidden_in_name)
+    {
         return Err(Error::InvalidInput(
-            "a client name must be 1 to 255 characters without control characters".into(),
+            "a client name must be 1 to 255 characters without control or invisible formatting \
+             characters"
+                .into(),
         ));
     }
     Ok(name)

@@ -33,6 +33,7 @@ pub mod http;
 pub mod install;
 pub mod keys;
 pub mod metrics;
+mod names;
 mod password;
 pub mod purge;
 pub mod redirect;

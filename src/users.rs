@@ -12,8 +12,8 @@ impl Sesame {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for an empty or overlong name or an empty password,
-    /// [`Error::UserExists`] when the name is taken.
+    /// [`Error::InvalidInput`] for an empty or overlong name, or an empty password or one with a
+    /// control character; [`Error::UserExists`] when the name is taken.
     pub async fn add_user(
         &self,
         name: &str,
@@ -22,10 +22,13 @@ impl Sesame {
     ) -> Result<i64> {
         let valid_name = !name.is_empty()
             && name.chars().count() <= MAX_NAME_CHARS
-            && !name.chars().any(|c| c.is_control() || c.is_whitespace());
+            && !name
+                .chars()
+                .any(|c| c.is_whitespace() || crate::names::is_forbidden_in_name(c));
         if !valid_name {
             return Err(Error::InvalidInput(format!(
-                "a user name must be 1 to {MAX_NAME_CHARS} characters without spaces"
+                "a user name must be 1 to {MAX_NAME_CHARS} characters without spaces, control or \
+                 invisible formatting characters"
             )));
         }
         // `--user ID_OR_NAME` reads digits as an id, so an all-digit name could never be chosen.
@@ -35,8 +38,10 @@ impl Sesame {
             )));
         }
         let hash = match password {
-            Some("") => return Err(Error::InvalidInput("the password is empty".into())),
-            Some(password) => Some(self.hasher().hash(password.to_owned()).await?),
+            Some(password) => {
+                check_password(password)?;
+                Some(self.hasher().hash(password.to_owned()).await?)
+            }
             None => None,
         };
         let id = self
@@ -120,17 +125,15 @@ impl Sesame {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] for an unknown user, [`Error::InvalidInput`] for an empty
-    /// password.
+    /// [`Error::NotFound`] for an unknown user, [`Error::InvalidInput`] for an empty password
+    /// or one with a control character.
     pub async fn set_user_password(
         &self,
         id_or_name: &str,
         password: &str,
     ) -> Result<(UserRecord, EndedAccess)> {
         let user = self.find_user(id_or_name).await?;
-        if password.is_empty() {
-            return Err(Error::InvalidInput("the password is empty".into()));
-        }
+        check_password(password)?;
         let hash = self.hasher().hash(password.to_owned()).await?;
         let now = self.now();
         let store = self.store();
@@ -151,4 +154,18 @@ impl Sesame {
         );
         Ok((user, ended))
     }
+}
+
+/// Rejects a password that no sign-in form can send: an empty one, or one with a control
+/// character such as NUL.
+fn check_password(password: &str) -> Result<()> {
+    if password.is_empty() {
+        return Err(Error::InvalidInput("the password is empty".into()));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(
+            "the password contains a control character, which no sign-in form can send".into(),
+        ));
+    }
+    Ok(())
 }

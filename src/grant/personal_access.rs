@@ -47,10 +47,11 @@ impl Sesame {
         let name = name.trim();
         if name.is_empty()
             || name.chars().count() > MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
+            || name.chars().any(crate::names::is_forbidden_in_name)
         {
             return Err(Error::InvalidInput(format!(
-                "a token name must be 1 to {MAX_NAME_CHARS} characters without control characters"
+                "a token name must be 1 to {MAX_NAME_CHARS} characters without control or \
+                 invisible formatting characters"
             )));
         }
         let mut granted: Vec<String> = Vec::with_capacity(scopes.len());

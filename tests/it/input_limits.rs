@@ -339,7 +339,7 @@ async fn declared_oversized_body_is_413_at_once() {
 }
 
 #[tokio::test]
-async fn control_characters_in_names_rejected() {
+async fn control_and_invisible_characters_in_names_rejected() {
     let server = Server::start().await;
     let user_id = server.user("alice", "pw").await;
     let token = server.pat(user_id, &["sesame:account"]).await;
@@ -354,6 +354,18 @@ async fn control_characters_in_names_rejected() {
         (
             "/oauth/personal-access-tokens",
             serde_json::json!({"name": "laptop\u{7}", "scopes": []}),
+        ),
+        // A right-to-left override would show "Goo\u{202e}elgo" as "Google" on a consent page.
+        (
+            "/oauth/clients",
+            serde_json::json!({
+                "name": "Goo\u{202e}elgo",
+                "redirect_uris": ["https://app.example/cb"],
+            }),
+        ),
+        (
+            "/oauth/personal-access-tokens",
+            serde_json::json!({"name": "lap\u{200b}top", "scopes": []}),
         ),
     ];
     for (path, body) in requests {
@@ -376,4 +388,42 @@ async fn control_characters_in_names_rejected() {
         );
         assert_eq!(reply.json()["error"], "invalid_request", "{path}");
     }
+}
+
+#[tokio::test]
+async fn invisible_characters_in_user_names_rejected() {
+    let server = Server::start().await;
+    for name in ["bob\u{202e}toor", "a\u{200b}lice", "\u{feff}carol"] {
+        let refused = server
+            .sesame
+            .add_user(name, None, Some("a long password"))
+            .await;
+        assert!(
+            matches!(refused, Err(sesame::Error::InvalidInput(_))),
+            "{name:?}: {refused:?}"
+        );
+    }
+    assert!(
+        server
+            .sesame
+            .add_user("Zoë", None, Some("a long password"))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn passwords_no_form_can_send_rejected() {
+    let server = Server::start().await;
+    let refused = server.sesame.add_user("dave", None, Some("pw\0abc")).await;
+    assert!(
+        matches!(refused, Err(sesame::Error::InvalidInput(_))),
+        "{refused:?}"
+    );
+    server.user("erin", "first password").await;
+    let refused = server.sesame.set_user_password("erin", "tab\there").await;
+    assert!(
+        matches!(refused, Err(sesame::Error::InvalidInput(_))),
+        "{refused:?}"
+    );
 }
