@@ -192,7 +192,13 @@ pub async fn check_request(
                 "code_challenge must be 43 base64url characters",
             ));
         }
-        (_, Some(_)) | (Some(_), None) => {
+        (None, Some(_)) => {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method was sent without a code_challenge",
+            ));
+        }
+        (Some(_), _) => {
             return Err(fail(
                 "invalid_request",
                 "code_challenge_method must be S256",

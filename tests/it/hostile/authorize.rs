@@ -57,6 +57,17 @@ async fn ambiguous_or_empty_parameters_redirect_invalid_request() {
         let (error, _) = redirect_error(&browser, &query).await;
         assert_eq!(error, "invalid_request", "{query}");
     }
+    let page = browser
+        .get(&format!(
+            "/oauth/authorize?{base}&state=s&code_challenge=&code_challenge_method=S256"
+        ))
+        .await;
+    let location = page.location.expect("location");
+    let description = query_param(&location, "error_description").unwrap_or_default();
+    assert!(
+        description.contains("without a code_challenge"),
+        "the description names the missing challenge, not the method: {description}"
+    );
     let codes = server.count("SELECT COUNT(*) FROM oauth_auth_codes").await;
     assert_eq!(codes, 0);
 }
