@@ -9,7 +9,9 @@ use crate::keys::{self, KeyAlgorithm, SigningKey};
 use crate::metrics::Metrics;
 use crate::password::{PasswordHasher, SignInTurns};
 use crate::rotation::KeyRing;
-use crate::store::{AccessTokenRecord, ClientRecord, Lookup, NewAccessToken, Store, TokenWriter};
+use crate::store::{
+    AccessTokenRecord, Announced, ClientRecord, Lookup, NewAccessToken, Store, TokenWriter,
+};
 use crate::token::jwt::Verifier;
 
 /// How [`Sesame::open_with`] treats the database and keys.
@@ -222,12 +224,26 @@ impl Sesame {
     /// # Errors
     ///
     /// [`Error::Database`] when the row could not be inserted.
-    pub(crate) async fn insert_access_token(&self, row: NewAccessToken) -> Result<()> {
-        let writer = self
-            .inner
+    pub(crate) async fn insert_access_token(
+        &self,
+        row: NewAccessToken,
+        announced: Announced,
+    ) -> Result<()> {
+        self.token_writer()
+            .insert(&self.inner.store, row, announced)
+            .await
+    }
+
+    /// Announces an access token row that is about to be signed and then passed to
+    /// [`Self::insert_access_token`].
+    pub(crate) fn announce_access_token(&self) -> Announced {
+        self.token_writer().announce()
+    }
+
+    fn token_writer(&self) -> &TokenWriter {
+        self.inner
             .token_writer
-            .get_or_init(|| TokenWriter::spawn(self.inner.store.clone()));
-        writer.insert(&self.inner.store, row).await
+            .get_or_init(|| TokenWriter::spawn(self.inner.store.clone()))
     }
 
     /// Reads a client by id. The query is shared with every client lookup made at the same

@@ -193,8 +193,11 @@ pub(crate) async fn issue_standalone_access_token(
     sesame: &Sesame,
     issue: Issue<'_>,
 ) -> Result<(String, NewAccessToken), Error> {
+    let announced = sesame.announce_access_token();
+    let started = std::time::Instant::now();
     let (token, row) = sign_access_token(sesame, issue).await?;
-    sesame.insert_access_token(row.clone()).await?;
+    announced.signed_in(started.elapsed());
+    sesame.insert_access_token(row.clone(), announced).await?;
     Ok((token, row))
 }
 

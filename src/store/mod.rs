@@ -38,7 +38,7 @@ pub use secrets::StoredSecret;
 pub use sessions::{AuthRequestRecord, SessionRecord};
 pub use tokens::{AccessTokenRecord, NewAccessToken, NewRefreshToken, RefreshTokenRecord};
 pub use users::{EndedAccess, UserRecord};
-pub(crate) use writer::TokenWriter;
+pub(crate) use writer::{Announced, TokenWriter};
 
 use crate::config::redact_url;
 use crate::error::{Error, Result};

@@ -21,9 +21,10 @@ async fn wal_copied_and_removed_on_close() {
     let wal = server.sesame.config().data_dir.join("sesame.db-wal");
     let before = file_size(&database);
 
-    // One commit of about 1 MB: far below the 10,000 pages at which a commit checkpoints.
+    // One commit of about 1.6 MB (16,000 rows of about 100 bytes), which is 400 pages: far
+    // below the 10,000 pages at which a commit checkpoints.
     sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000) \
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 16000) \
          INSERT INTO oauth_access_tokens (id, user_id, client_id, name, scopes, revoked, kid, \
          created_at, updated_at, expires_at) \
          SELECT printf('checkpoint-%06d', i), NULL, 'none', NULL, '[]', 0, 'none', 0, 0, 0 FROM n",
@@ -33,7 +34,10 @@ async fn wal_copied_and_removed_on_close() {
     .expect("insert rows");
     assert!(
         file_size(&wal) > 1_000_000,
-        "the rows were not written to the WAL"
+        "the rows were not written to the WAL: WAL {} bytes, database {} bytes, {} before",
+        file_size(&wal),
+        file_size(&database),
+        before
     );
 
     let deadline = Instant::now() + Duration::from_secs(10);
