@@ -143,7 +143,10 @@ pub async fn check_request(
         },
     };
 
-    let state = get("state").map(str::to_owned);
+    // A repeated state is echoed not at all: either copy could be the one the client checks.
+    let state = get("state")
+        .filter(|_| !repeated.iter().any(|name| name == "state"))
+        .map(str::to_owned);
     let fail = |error: &'static str, description: &str| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
         error,
@@ -215,6 +218,14 @@ pub async fn check_request(
         .is_some_and(|n| n.chars().count() > MAX_NONCE_CHARS)
     {
         return Err(fail("invalid_request", "nonce is too long"));
+    }
+    // Answers go back in the query string only, as the metadata says; a client that asked
+    // for them elsewhere would wait for an answer that never comes.
+    if let Some(mode) = get("response_mode").filter(|mode| *mode != "query") {
+        return Err(fail(
+            "invalid_request",
+            &format!("response_mode {mode:?} is not supported; only query is"),
+        ));
     }
     let prompt = match get("prompt") {
         None => None,

@@ -57,6 +57,17 @@ async fn ambiguous_or_empty_parameters_redirect_invalid_request() {
         let (error, _) = redirect_error(&browser, &query).await;
         assert_eq!(error, "invalid_request", "{query}");
     }
+    let (_, state) = redirect_error(&browser, &format!("{base}&state=a&state=b{pkce}")).await;
+    assert_eq!(state, None, "neither copy of a repeated state is echoed");
+    let (error, _) = redirect_error(
+        &browser,
+        &format!("{base}&state=s{pkce}&response_mode=fragment"),
+    )
+    .await;
+    assert_eq!(
+        error, "invalid_request",
+        "only response_mode=query is supported"
+    );
     let page = browser
         .get(&format!(
             "/oauth/authorize?{base}&state=s&code_challenge=&code_challenge_method=S256"
