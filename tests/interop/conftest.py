@@ -416,6 +416,19 @@ def verifier(sesame) -> AccessTokenVerifier:
     return AccessTokenVerifier(sesame.issuer, sesame.jwks_uri)
 
 
+def check_token_response(
+    verifier: AccessTokenVerifier, client_id: str, response: requests.Response
+) -> requests.Response:
+    """Check a token endpoint response's headers and verify its access token through the
+    JWKS, before authlib parses it."""
+    assert response.headers.get("Cache-Control") == "no-store"
+    if response.status_code == 200:
+        body = response.json()
+        assert body["token_type"] == "Bearer"
+        verifier.verify(body["access_token"], client_id, expires_in=body["expires_in"])
+    return response
+
+
 @pytest.fixture
 def oauth_session(sesame, verifier):
     """Return a factory of authlib OAuth2Sessions for a client created by the CLI.
@@ -425,23 +438,15 @@ def oauth_session(sesame, verifier):
     """
     sessions = []
 
-    def check_token_response(client_id: str, response: requests.Response) -> requests.Response:
-        assert response.headers.get("Cache-Control") == "no-store"
-        if response.status_code == 200:
-            body = response.json()
-            assert body["token_type"] == "Bearer"
-            verifier.verify(body["access_token"], client_id, expires_in=body["expires_in"])
-        return response
-
     def make_session(client: dict, **options) -> OAuth2Session:
         session = OAuth2Session(client["id"], client["secret"], **options)
         session.register_compliance_hook(
             "access_token_response",
-            lambda response: check_token_response(client["id"], response),
+            lambda response: check_token_response(verifier, client["id"], response),
         )
         session.register_compliance_hook(
             "refresh_token_response",
-            lambda response: check_token_response(client["id"], response),
+            lambda response: check_token_response(verifier, client["id"], response),
         )
         sessions.append(session)
         return session

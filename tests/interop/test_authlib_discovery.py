@@ -14,7 +14,6 @@ import time
 
 import jwt
 import pytest
-import requests
 from authlib.integrations.base_client import (
     BaseApp,
     FrameworkIntegration,
@@ -23,7 +22,7 @@ from authlib.integrations.base_client import (
 )
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oidc.discovery import OpenIDProviderMetadata
-from conftest import HTTP_TIMEOUT_SECONDS, query_of
+from conftest import HTTP_TIMEOUT_SECONDS, check_token_response, query_of
 from joserfc.errors import BadSignatureError, InvalidClaimError
 
 PASSWORD = "authlib discovery password"
@@ -44,16 +43,11 @@ def token_response_checker(verifier, client_id: str):
     """Return an authlib compliance fix that verifies each access token the token endpoint
     returns before authlib parses the response."""
 
-    def check(response: requests.Response) -> requests.Response:
-        assert response.headers.get("Cache-Control") == "no-store"
-        if response.status_code == 200:
-            body = response.json()
-            assert body["token_type"] == "Bearer"
-            verifier.verify(body["access_token"], client_id, expires_in=body["expires_in"])
-        return response
-
     def register(session: OAuth2Session) -> None:
-        session.register_compliance_hook("access_token_response", check)
+        session.register_compliance_hook(
+            "access_token_response",
+            lambda response: check_token_response(verifier, client_id, response),
+        )
 
     return register
 
