@@ -73,7 +73,9 @@ enum Command {
 const LOG_QUEUE_LINES: usize = 8192;
 
 /// Starts logging to stderr: info for `serve`, warnings for other commands, unless
-/// `RUST_LOG` says otherwise.
+/// `RUST_LOG` sets another filter. For `serve`, PostgreSQL notices are logged from warning
+/// level up, because sqlx 0.8 logs the notice "relation \"_sqlx_migrations\" already
+/// exists, skipping" at info on every start.
 ///
 /// `serve` logs a line per request, so its lines go through a queue to a thread of their own.
 /// That thread writes whatever is waiting through an 8 KiB buffer, so a burst of lines costs a
@@ -84,7 +86,7 @@ const LOG_QUEUE_LINES: usize = 8192;
 /// commands write each line at once, in order with what they print.
 fn init_logging(cli: &Cli, format: LogFormat) -> Option<WorkerGuard> {
     let default = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) => "info,sqlx::postgres::notice=warn",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

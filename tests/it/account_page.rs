@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::browser::Browser;
+use crate::browser::{Browser, check_page_headers};
 use crate::common::Server;
 
 #[tokio::test]
@@ -27,6 +27,8 @@ async fn create_show_once_and_revoke() {
         )
         .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    // The page shows a secret, so no cache may keep it.
+    check_page_headers(&created);
     let start = created.body.find("id=\"new-token\"").expect("token shown");
     let rest = &created.body[start..];
     let token =

@@ -10,8 +10,8 @@ use serde_json::Value;
 use sesame::install::{ClientSpec, create_client_with};
 use sesame::store::ClientKind;
 
-use crate::browser::{Browser, Page, query_param, urlencode};
-use crate::common::Server;
+use crate::browser::{Browser, Page, check_page_headers, query_param, urlencode};
+use crate::common::{Server, data_dir};
 
 const REDIRECT: &str = "https://client.example/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -131,6 +131,54 @@ async fn deny_redirects_access_denied() {
         Some(server.base.as_str())
     );
     assert!(query_param(&location, "code").is_none());
+}
+
+#[tokio::test]
+async fn http_delete_denies_access() {
+    let (server, app, browser) = setup().await;
+    let consent = browser.authorize(&query(&app, ""), "alice", "pw").await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    // The consent form's fields without `decision` or `_method`, so only the HTTP method
+    // can deny.
+    let form = [
+        ("_csrf", consent.field("_csrf")),
+        ("auth_request", consent.field("auth_request")),
+    ];
+    let response = browser
+        .http
+        .delete(server.url("/oauth/authorize"))
+        .form(&form)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(
+        query_param(&location, "error").as_deref(),
+        Some("access_denied")
+    );
+    assert_eq!(query_param(&location, "state").as_deref(), Some("xyz"));
+    assert!(query_param(&location, "code").is_none(), "{location}");
+    assert_eq!(
+        server.count("SELECT COUNT(*) FROM oauth_auth_codes").await,
+        0
+    );
+
+    // The same fields sent with POST approve.
+    let consent = browser.authorize(&query(&app, ""), "alice", "pw").await;
+    assert_eq!(consent.status, StatusCode::OK, "a denial is not remembered");
+    let form = [
+        ("_csrf", consent.field("_csrf")),
+        ("auth_request", consent.field("auth_request")),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let approved = browser.post("/oauth/authorize", &form).await;
+    let location = approved.location.expect("location");
+    assert!(query_param(&location, "code").is_some(), "{location}");
 }
 
 #[tokio::test]
@@ -709,17 +757,6 @@ async fn loopback_redirect_any_port() {
     assert!(location.starts_with("http://127.0.0.1:51234/callback?code="));
 }
 
-fn check_page_headers(page: &Page) {
-    let csp = page.headers["content-security-policy"]
-        .to_str()
-        .expect("ascii");
-    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert_eq!(page.headers["x-frame-options"], "DENY");
-    assert_eq!(page.headers["referrer-policy"], "no-referrer");
-    assert_eq!(page.headers["cache-control"], "no-store");
-    assert_eq!(page.headers["x-content-type-options"], "nosniff");
-}
-
 #[tokio::test]
 async fn pages_carry_security_headers() {
     let (_server, app, browser) = setup().await;
@@ -858,6 +895,99 @@ async fn login_form_needs_csrf() {
         .await
         .expect("post");
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn logout_needs_csrf() {
+    let (server, _app, browser) = setup().await;
+    browser.sign_in("alice", "pw", "/account/tokens").await;
+    let csrf = browser.get("/account/tokens").await.field("_csrf");
+    let sessions = "SELECT COUNT(*) FROM sesame_sessions WHERE user_id IS NOT NULL";
+    assert_eq!(server.count(sessions).await, 1);
+    for form in [vec![], vec![("_csrf", "forged")]] {
+        let page = browser.post("/logout", &form).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{form:?}");
+        assert!(page.headers.get("set-cookie").is_none(), "{form:?}");
+        assert_eq!(
+            browser.get("/account/tokens").await.status,
+            StatusCode::OK,
+            "still signed in after {form:?}"
+        );
+        assert_eq!(server.count(sessions).await, 1, "{form:?}");
+    }
+    let page = browser.post("/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location.as_deref(), Some("/login"));
+    assert_eq!(
+        browser.get("/account/tokens").await.status,
+        StatusCode::SEE_OTHER,
+        "signed out with the CSRF token"
+    );
+    assert_eq!(server.count(sessions).await, 0);
+}
+
+/// Returns the `Set-Cookie` header of a response.
+fn set_cookie(response: &reqwest::Response) -> String {
+    response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+/// Gets the sign-in page and signs in as alice with plain requests, since a cookie store
+/// would not send a `Secure` cookie over HTTP. Returns both `Set-Cookie` headers.
+async fn sign_in_cookies(server: &Server) -> (String, String) {
+    let login = server
+        .http
+        .get(server.url("/login"))
+        .send()
+        .await
+        .expect("login page");
+    let anonymous = set_cookie(&login);
+    let page = Page {
+        status: StatusCode::OK,
+        location: None,
+        headers: Default::default(),
+        body: login.text().await.expect("body"),
+    };
+    let response = server
+        .http
+        .post(server.url("/login"))
+        .header("cookie", anonymous.split(';').next().expect("pair"))
+        .form(&[
+            ("_csrf", page.field("_csrf").as_str()),
+            ("username", "alice"),
+            ("password", "pw"),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    (anonymous, set_cookie(&response))
+}
+
+#[tokio::test]
+async fn session_cookie_secure_with_https_issuer() {
+    let server = Server::start_with(data_dir(""), |config| {
+        config.issuer = "https://sesame.example".to_owned();
+    })
+    .await;
+    server.user("alice", "pw").await;
+    let (anonymous, signed_in) = sign_in_cookies(&server).await;
+    for cookie in [&anonymous, &signed_in] {
+        let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
+        assert!(attributes.contains(&"Secure"), "{cookie}");
+        assert!(attributes.contains(&"HttpOnly"), "{cookie}");
+        assert!(attributes.contains(&"SameSite=Lax"), "{cookie}");
+    }
+
+    let plain = Server::start().await;
+    plain.user("alice", "pw").await;
+    let (anonymous, signed_in) = sign_in_cookies(&plain).await;
+    for cookie in [&anonymous, &signed_in] {
+        let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
+        assert!(!attributes.contains(&"Secure"), "http issuer: {cookie}");
+    }
 }
 
 #[tokio::test]

@@ -148,6 +148,19 @@ impl Browser {
     }
 }
 
+/// Asserts the security headers that every page carries, `Cache-Control: no-store`
+/// included.
+pub fn check_page_headers(page: &Page) {
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+}
+
 /// Decodes the HTML entities the template engine writes, as a browser would.
 fn unescape(text: &str) -> String {
     text.replace("&#x2f;", "/")

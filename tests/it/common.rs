@@ -359,7 +359,8 @@ impl Server {
             .expect("flag query")
     }
 
-    /// Row counts of every table, to show a request changed nothing.
+    /// Row counts of every table, and of revoked clients and tokens, to show a request
+    /// changed nothing.
     pub async fn counts(&self) -> Vec<(String, i64)> {
         let mut counts = Vec::new();
         for table in [
@@ -374,6 +375,14 @@ impl Server {
                 table.to_owned(),
                 self.count(&format!("SELECT COUNT(*) FROM {table}")).await,
             ));
+        }
+        for table in [
+            "oauth_clients",
+            "oauth_access_tokens",
+            "oauth_refresh_tokens",
+        ] {
+            let query = format!("SELECT COUNT(*) FROM {table} WHERE revoked = TRUE");
+            counts.push((format!("{table} revoked"), self.count(&query).await));
         }
         counts
     }
@@ -451,9 +460,9 @@ pub fn sesame_bin() -> &'static str {
     env!("CARGO_BIN_EXE_sesame")
 }
 
-/// Runs the `sesame` binary on `dir` with extra environment and returns exit code, stdout
-/// and stderr.
-pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+/// Builds a `sesame` command on `dir` with extra environment and no other `SESAME_*`
+/// variables.
+fn cli_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
     let mut command = std::process::Command::new(sesame_bin());
     command.arg("--data-dir").arg(dir).args(args);
     for (name, _) in std::env::vars() {
@@ -467,13 +476,69 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String,
         }
         command.env(name, value);
     }
-    let output = command.output().expect("sesame runs");
+    command
+}
+
+/// Records a finished command's output and returns exit code, stdout and stderr.
+fn cli_result(output: std::process::Output) -> (i32, String, String) {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     // The CLI keeps its default log level, because tests check its exact stderr.
     log_capture::record_cli_output(&stdout);
     log_capture::save_cli_log(&stderr);
     (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Runs the `sesame` binary on `dir` with extra environment and returns exit code, stdout
+/// and stderr.
+pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = cli_command(dir, args, env).output().expect("sesame runs");
+    cli_result(output)
+}
+
+/// Runs the `sesame` binary as [`run_cli`] does, for a command such as `serve` that may not
+/// exit by itself. Panics after `timeout`, killing the process, if it is still running.
+pub fn run_cli_expecting_exit(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> (i32, String, String) {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = cli_command(dir, args, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sesame runs");
+    // Readers on their own threads keep a full pipe from blocking the process.
+    let read_all = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("stderr")));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+            panic!("sesame {args:?} still ran after {timeout:?}; stderr:\n{stderr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    cli_result(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// Returns the `jti` of a JWT, which is its row id.

@@ -14,6 +14,12 @@ fn b64(bytes: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+fn b64_decode(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .expect("base64url")
+}
+
 /// Re-encodes a token's header and claims with `edit` applied, keeping the signature.
 fn tamper(
     token: &str,
@@ -117,21 +123,32 @@ async fn duplicate_authorization_header_invalid_request() {
 }
 
 #[tokio::test]
-async fn tampered_claims_rejected() {
+async fn tampered_claims_or_signature_rejected() {
     let server = Server::start().await;
     let (_, token) = user_token(&server).await;
-    let forged = tamper(&token, |_, claims| {
+    let before = server.counts().await;
+    let forged_claims = tamper(&token, |_, claims| {
         claims["scope"] = json!("read write admin")
     });
-    let (status, _, body) = server.get_with("/oauth/userinfo", &forged).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body["error"], "invalid_token");
+    let (input, signature) = token.rsplit_once('.').expect("signature");
+    let mut signature = b64_decode(signature);
+    signature[10] ^= 0x01;
+    let forged_signature = format!("{input}.{}", b64(&signature));
+    for (case, forged) in [("claims", forged_claims), ("signature", forged_signature)] {
+        let (status, _, body) = server.get_with("/oauth/userinfo", &forged).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+        assert_eq!(body["error"], "invalid_token", "{case}");
+    }
+    assert_eq!(server.counts().await, before);
+    let (status, _, _) = server.get_with("/oauth/userinfo", &token).await;
+    assert_eq!(status, StatusCode::OK, "the untampered token still works");
 }
 
 #[tokio::test]
 async fn alg_none_rejected() {
     let server = Server::start().await;
     let (_, token) = user_token(&server).await;
+    let before = server.counts().await;
     let forged = tamper(&token, |header, _| header["alg"] = json!("none"));
     let unsigned = format!("{}.", forged.rsplit_once('.').expect("dot").0);
     for candidate in [forged, unsigned] {
@@ -139,12 +156,14 @@ async fn alg_none_rejected() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{candidate}");
         assert_eq!(body["error"], "invalid_token");
     }
+    assert_eq!(server.counts().await, before);
 }
 
 #[tokio::test]
 async fn hs256_with_public_key_rejected() {
     let server = Server::start().await;
     let (_, token) = user_token(&server).await;
+    let before = server.counts().await;
     let (mut header, claims) = decode_parts(&token);
     header["alg"] = json!("HS256");
     let public_pem = server.sesame.signing_key().public_pem();
@@ -155,6 +174,7 @@ async fn hs256_with_public_key_rejected() {
     let (status, _, body) = server.get_with("/oauth/userinfo", &forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_token");
+    assert_eq!(server.counts().await, before);
 }
 
 #[tokio::test]
@@ -284,7 +304,18 @@ async fn revoked_client_token_rejected() {
         .revoke_client(&id, server.sesame.now())
         .await
         .expect("revoke");
+    let before = server.counts().await;
     assert!(server.sesame.authenticate_bearer(&token).await.is_err());
+    let base = embedded_app(&server).await;
+    let response = server
+        .http
+        .get(format!("{base}/any-token"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.counts().await, before);
     server.execute("DELETE FROM oauth_clients").await;
     assert!(server.sesame.authenticate_bearer(&token).await.is_err());
 }

@@ -2,27 +2,87 @@
 //! access client not found" must not happen, and must name its fix when it cannot be avoided.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sesame::{Config, Sesame};
 
-use crate::common::{Server, data_dir, run_cli};
+use crate::common::{
+    Server, TestDatabase, data_dir, decode_parts, run_cli, run_cli_expecting_exit,
+};
 
 const PERSONAL_CLIENTS: &str =
     "SELECT COUNT(*) FROM oauth_clients WHERE personal_access_client = TRUE";
 
+/// Runs a `SELECT COUNT(*)` query on the database at `url`.
+async fn count_at(url: &str, query: &str) -> i64 {
+    let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .expect("connect");
+    sqlx::query_scalar::<_, i64>(query)
+        .fetch_one(&mut connection)
+        .await
+        .expect("count query")
+}
+
 #[tokio::test]
 async fn cli_token_works_on_fresh_data_dir() {
     let dir = data_dir("");
-    let (code, _, stderr) = run_cli(dir.path(), &["user", "add", "alice"], &[]);
+    let database = TestDatabase::create().await;
+    sqlx::any::install_default_drivers();
+    // Auto-install is off by default on a network database, so the test turns it on, as it
+    // is by default on SQLite.
+    let (url, env) = match &database {
+        Some(database) => (
+            database.url.clone(),
+            vec![
+                ("SESAME_DATABASE_URL", database.url.as_str()),
+                ("SESAME_AUTO_INSTALL", "true"),
+            ],
+        ),
+        None => (
+            format!("sqlite://{}", dir.path().join("sesame.db").display()),
+            Vec::new(),
+        ),
+    };
+    // `migrate` makes the tables and nothing else, and the user is added by SQL, so that no
+    // command has installed anything before `token` runs.
+    let (code, _, stderr) = run_cli(dir.path(), &["migrate"], &env);
     assert_eq!(code, 0, "{stderr}");
+    {
+        let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("connect");
+        sqlx::query("INSERT INTO users (name, created_at, updated_at) VALUES ('alice', 0, 0)")
+            .execute(&mut connection)
+            .await
+            .expect("insert user");
+    }
+    assert!(!dir.path().join("oauth-private.key").exists());
+    assert!(!dir.path().join("oauth-public.key").exists());
+    for table in ["oauth_clients", "sesame_meta", "sesame_keys"] {
+        let query = format!("SELECT COUNT(*) FROM {table}");
+        assert_eq!(count_at(&url, &query).await, 0, "{table} before `token`");
+    }
+
     let (code, stdout, stderr) = run_cli(
         dir.path(),
         &["token", "--user", "alice", "--scopes", "read"],
-        &[],
+        &env,
     );
+
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim().split('.').count(), 3, "{stdout}");
     assert!(dir.path().join("oauth-private.key").exists());
+    assert!(dir.path().join("oauth-public.key").exists());
+    assert_eq!(count_at(&url, PERSONAL_CLIENTS).await, 1);
+    let (_, claims) = decode_parts(stdout.trim());
+    let client_id = claims["client_id"].as_str().expect("client_id");
+    let personal = format!("{PERSONAL_CLIENTS} AND id = '{client_id}' AND revoked = FALSE");
+    assert_eq!(
+        count_at(&url, &personal).await,
+        1,
+        "token of another client"
+    );
 }
 
 #[tokio::test]
@@ -198,6 +258,59 @@ async fn auto_install_off_names_fix() {
 }
 
 #[tokio::test]
+async fn missing_keys_without_auto_install_name_fix() {
+    let dir = data_dir("");
+    let database = TestDatabase::create().await;
+    let mut env = vec![("SESAME_AUTO_INSTALL", "false")];
+    if let Some(database) = &database {
+        env.push(("SESAME_DATABASE_URL", database.url.as_str()));
+    }
+    let (code, _, stderr) = run_cli(dir.path(), &["install"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run_cli(dir.path(), &["user", "add", "alice"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::remove_file(dir.path().join("oauth-private.key")).expect("remove private key");
+    std::fs::remove_file(dir.path().join("oauth-public.key")).expect("remove public key");
+
+    let token = run_cli(dir.path(), &["token", "--user", "alice"], &env);
+    let serve = run_cli_expecting_exit(
+        dir.path(),
+        &["serve", "--bind", "127.0.0.1:0"],
+        &env,
+        Duration::from_secs(60),
+    );
+
+    for (command, (code, stdout, stderr)) in [("token", token), ("serve", serve)] {
+        assert_eq!(code, 1, "{command}: {stderr}");
+        assert!(stdout.is_empty(), "{command}: {stdout}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{command}: {stderr}");
+        assert!(
+            lines[0].starts_with("error: no signing key found in"),
+            "{command}: {stderr}"
+        );
+        assert!(
+            lines[0].contains("run `sesame keys`"),
+            "{command}: {stderr}"
+        );
+        assert!(
+            lines[0].contains("SESAME_PRIVATE_KEY_FILE"),
+            "{command}: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("oauth-private.key").exists(),
+        "no key generated with auto-install off"
+    );
+
+    let (code, _, stderr) = run_cli(dir.path(), &["keys"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["token", "--user", "alice"], &env);
+    assert_eq!(code, 0, "the named fix works: {stderr}");
+    assert_eq!(stdout.trim().split('.').count(), 3, "{stdout}");
+}
+
+#[tokio::test]
 async fn read_only_database_names_fix() {
     let dir = data_dir("");
     let (code, _, _) = run_cli(dir.path(), &["user", "add", "alice"], &[]);
@@ -368,4 +481,77 @@ async fn health_and_readiness() {
         .await
         .expect("request");
     assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// The version of the newest migration, which [`revert_newest_migration`] undoes.
+const NEWEST_MIGRATION: i64 = 3;
+
+/// Undoes migration 0003 on the server's database, as restoring a backup taken before it
+/// would, and removes its row from sqlx's migration table.
+async fn revert_newest_migration(server: &Server) {
+    let newest = server
+        .count("SELECT MAX(version) FROM _sqlx_migrations")
+        .await;
+    assert_eq!(
+        newest, NEWEST_MIGRATION,
+        "a migration was added: make revert_newest_migration undo it"
+    );
+    // MySQL names the table in DROP INDEX.
+    let drop_index = |index: &str, table: &str| match server.sesame.store().backend() {
+        sesame::store::Backend::MySql => format!("DROP INDEX {index} ON {table}"),
+        _ => format!("DROP INDEX {index}"),
+    };
+    let statements = [
+        drop_index("oauth_clients_user_id_index", "oauth_clients"),
+        drop_index(
+            "oauth_access_tokens_expires_at_index",
+            "oauth_access_tokens",
+        ),
+        "ALTER TABLE oauth_clients DROP COLUMN audience".to_owned(),
+        "ALTER TABLE sesame_keys DROP COLUMN replaces".to_owned(),
+        "ALTER TABLE oauth_refresh_tokens DROP COLUMN revoked_at".to_owned(),
+        format!("DELETE FROM _sqlx_migrations WHERE version = {NEWEST_MIGRATION}"),
+    ];
+    for statement in statements {
+        server.execute(&statement).await;
+    }
+}
+
+async fn readyz(server: &Server) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = server
+        .http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn readiness_waits_for_pending_migration() {
+    let server = Server::start().await;
+    let (status, _) = readyz(&server).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    revert_newest_migration(&server).await;
+
+    let (status, body) = readyz(&server).await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "migrations pending");
+    let healthz = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(healthz.status(), reqwest::StatusCode::OK);
+
+    let database_url = server.sesame.config().database_url.clone();
+    let env = [("SESAME_DATABASE_URL", database_url.as_str())];
+    let (code, stdout, stderr) = run_cli(server.data_path(), &["migrate"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("schema is current"), "{stdout}");
+    let (status, body) = readyz(&server).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ok");
 }

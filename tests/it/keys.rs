@@ -1,6 +1,8 @@
 //! Signing keys from the command line and the environment.
 
-use crate::common::{data_dir, run_cli};
+use base64::Engine as _;
+
+use crate::common::{Server, data_dir, run_cli};
 
 #[test]
 fn keys_refuses_overwrite_without_force() {
@@ -103,4 +105,70 @@ fn key_from_environment_used() {
         "{stdout}"
     );
     assert!(!dir.path().join("oauth-private.key").exists());
+}
+
+/// Returns the size in bits of the RSA modulus in the public key file of `dir`.
+fn public_key_bits(dir: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string(dir.join("oauth-public.key")).expect("public key");
+    let pem = pem::parse(text).expect("PEM");
+    assert_eq!(pem.tag(), "PUBLIC KEY");
+    aws_lc_rs::rsa::PublicEncryptingKey::from_der(pem.contents())
+        .expect("an RSA public key")
+        .key_size_bits()
+}
+
+#[test]
+fn keys_default_to_rsa_2048() {
+    let dir = data_dir("");
+    let (code, _, stderr) = run_cli(dir.path(), &["keys"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(public_key_bits(dir.path()), 2048);
+    // Off a terminal the progress line has no dots, only its start and its end.
+    let progress = format!(
+        "Generating a RSA-2048 signing key in {} done",
+        dir.path().display()
+    );
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), [progress.as_str()]);
+}
+
+#[tokio::test]
+async fn keys_length_4096_makes_4096_bit_key() {
+    let dir = data_dir("");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["keys", "--length", "4096", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(public_key_bits(dir.path()), 4096);
+    let progress = format!(
+        "Generating a RSA-4096 signing key in {} done",
+        dir.path().display()
+    );
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), [progress.as_str()]);
+    let output: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(output["alg"], "RS256");
+
+    let kid = output["kid"].as_str().expect("kid").to_owned();
+
+    let server = Server::start_with(dir, |_| {}).await;
+    let jwks: serde_json::Value = server
+        .http
+        .get(server.url("/oauth/jwks"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let published = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|key| key["kid"] == kid.as_str())
+        .unwrap_or_else(|| panic!("{kid} not in {jwks}"));
+    let modulus = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(published["n"].as_str().expect("n"))
+        .expect("base64url");
+    assert_eq!(modulus.len(), 512, "4096 bits");
+    let user_id = server.user("alice", "pw").await;
+    let token = server.pat(user_id, &[]).await;
+    let (status, _, _) = server.get_with("/oauth/userinfo", &token).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "the 4096-bit key signs");
 }

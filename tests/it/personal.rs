@@ -122,7 +122,9 @@ async fn cannot_mint_more_scopes_than_held() {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let challenge = response.headers()["www-authenticate"].to_str().expect("ascii");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii");
     assert!(
         challenge.starts_with("Bearer error=\"insufficient_scope\"")
             && challenge.ends_with("scope=\"write\""),

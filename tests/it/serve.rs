@@ -27,13 +27,18 @@ impl ServeProcess {
     /// Starts `sesame serve` on a free loopback port with `env`, on the database
     /// `SESAME_TEST_DATABASE` names, and waits for its listening line.
     async fn start(env: &[(&str, &str)]) -> ServeProcess {
-        let dir = data_dir("");
+        Self::start_with(data_dir(""), &["--bind", "127.0.0.1:0"], env).await
+    }
+
+    /// Starts `sesame serve` with `serve_args` on `dir` as [`ServeProcess::start`] does.
+    async fn start_with(dir: TempDir, serve_args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
         let database = TestDatabase::create().await;
         let mut command = Command::new(sesame_bin());
         command
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["serve", "--bind", "127.0.0.1:0"])
+            .arg("serve")
+            .args(serve_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
 
@@ -82,20 +87,25 @@ impl ServeProcess {
 
     /// Sends SIGTERM, as a service manager does to stop the server.
     fn terminate(&self) {
+        self.send_signal("TERM");
+    }
+
+    /// Sends the signal `name` (such as `INT` or `TERM`) to the server.
+    fn send_signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
     }
 
-    /// Waits until the listener is closed, which the server does first on SIGTERM.
+    /// Waits until the listener is closed, which the server does first on SIGINT or SIGTERM.
     fn wait_listener_closed(&self) {
         let started = Instant::now();
         while TcpStream::connect(&self.address).is_ok() {
             assert!(
                 started.elapsed() < PROCESS_WAIT,
-                "still accepting after SIGTERM"
+                "still accepting after the stop signal"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -275,6 +285,7 @@ async fn oversized_header_rejected_without_500() {
 async fn log_lines_carry_request_id() {
     let server =
         ServeProcess::start(&[("SESAME_LOG_FORMAT", "json"), ("RUST_LOG", "sesame=debug")]).await;
+    let keys_dir = server._dir.path().to_owned();
     let hostile_long = "L".repeat(1024);
     let hostile_markup = "id<script>alert(1)</script>";
     let mut ids = Vec::new();
@@ -306,6 +317,11 @@ async fn log_lines_carry_request_id() {
     assert!(!stderr.contains(&hostile_long), "the 1 KB id was logged");
     assert!(!stderr.contains("<script>"), "the markup id was logged");
     // Key generation at first start reports progress on stderr as plain text.
+    let progress = format!(
+        "Generating a RSA-2048 signing key in {} done",
+        keys_dir.display()
+    );
+    assert!(stderr.lines().any(|line| line == progress), "{stderr}");
     let lines: Vec<Value> = stderr
         .lines()
         .filter(|line| line.starts_with('{'))
@@ -326,4 +342,71 @@ async fn log_lines_carry_request_id() {
             "{id}: {messages:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn sigint_stops_cleanly() {
+    let server = ServeProcess::start(&[]).await;
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: sesame\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    server.send_signal("INT");
+    server.wait_listener_closed();
+    let (status, stderr) = server.wait_exit();
+
+    assert_eq!(status.code(), Some(0), "{status}\n{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(stderr.contains("sesame stopped"), "{stderr}");
+}
+
+/// Binds a free loopback port and keeps it, so that a server configured to listen on it
+/// fails to start.
+fn occupied_port() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind")
+}
+
+/// Returns the port of `sesame serve`'s listening address.
+fn listening_port(server: &ServeProcess) -> u16 {
+    server
+        .address
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .expect("port")
+}
+
+#[tokio::test]
+async fn bind_flag_beats_environment_beats_file() {
+    // Every layer that must lose names a port this test holds, so the server starts only if
+    // the winning layer's free port 0 is the one it listens on.
+    let file_port = occupied_port();
+    let env_port = occupied_port();
+    let file_bind = file_port.local_addr().expect("address").to_string();
+    let env_bind = env_port.local_addr().expect("address").to_string();
+    let busy = [
+        file_port.local_addr().expect("address").port(),
+        env_port.local_addr().expect("address").port(),
+    ];
+    let in_file = |bind: &str| data_dir(&format!("bind = \"{bind}\"\n"));
+
+    let flag = ServeProcess::start_with(
+        in_file(&file_bind),
+        &["--bind", "127.0.0.1:0"],
+        &[("SESAME_BIND", &env_bind)],
+    )
+    .await;
+    assert!(!busy.contains(&listening_port(&flag)), "flag ignored");
+
+    let env =
+        ServeProcess::start_with(in_file(&file_bind), &[], &[("SESAME_BIND", "127.0.0.1:0")]).await;
+    assert!(!busy.contains(&listening_port(&env)), "environment ignored");
+
+    // The default, 127.0.0.1:8080, would listen on port 8080.
+    let file = ServeProcess::start_with(in_file("127.0.0.1:0"), &[], &[]).await;
+    assert_ne!(listening_port(&file), 8080, "sesame.toml ignored");
+    assert!(!busy.contains(&listening_port(&file)));
 }

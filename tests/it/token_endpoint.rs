@@ -146,6 +146,8 @@ async fn missing_client_is_invalid_client() {
 async fn revoked_client_rejected() {
     let server = Server::start().await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
+    let (other_id, other_secret) = server.client(ClientKind::ClientCredentials, None).await;
+    server.client_token(&other_id, &other_secret, "read").await;
     assert!(
         server
             .sesame
@@ -154,33 +156,41 @@ async fn revoked_client_rejected() {
             .await
             .expect("revoke")
     );
+    let before = server.counts().await;
     let (status, body) = server
         .token(&id, &secret, &[("grant_type", "client_credentials")])
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
+    assert_eq!(server.counts().await, before);
 }
 
 #[tokio::test]
 async fn unknown_grant_type_unsupported() {
     let server = Server::start().await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
+    server.client_token(&id, &secret, "read").await;
+    let before = server.counts().await;
     for grant in ["implicit", "urn:example:grant", "CLIENT_CREDENTIALS"] {
         let (status, body) = server.token(&id, &secret, &[("grant_type", grant)]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{grant}");
         assert_eq!(body["error"], "unsupported_grant_type", "{grant}");
     }
+    assert_eq!(server.counts().await, before);
 }
 
 #[tokio::test]
 async fn missing_or_empty_grant_type_invalid_request() {
     let server = Server::start().await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
+    server.client_token(&id, &secret, "read").await;
+    let before = server.counts().await;
     for body in ["", "grant_type=", "scope=read"] {
         let (status, _, json) = raw_token(&server, body, FORM, Some((&id, &secret))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
         assert_eq!(json["error"], "invalid_request", "{body:?}");
     }
+    assert_eq!(server.counts().await, before);
 }
 
 #[tokio::test]
@@ -275,6 +285,8 @@ async fn basic_and_body_secret_together_rejected() {
 async fn malformed_bodies_invalid_request() {
     let server = Server::start().await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
+    server.client_token(&id, &secret, "read").await;
+    let before = server.counts().await;
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"grant_type=client_credentials&scope=%zz".to_vec(), FORM),
         (b"grant_type=client_credentials&scope=%".to_vec(), FORM),
@@ -297,12 +309,15 @@ async fn malformed_bodies_invalid_request() {
         assert_eq!(json["error"], "invalid_request", "{shown}");
         assert_eq!(headers["cache-control"], "no-store", "{shown}");
     }
+    assert_eq!(server.counts().await, before);
 }
 
 #[tokio::test]
 async fn oversize_body_is_413() {
     let server = Server::start().await;
     let (id, secret) = server.client(ClientKind::ClientCredentials, None).await;
+    server.client_token(&id, &secret, "read").await;
+    let before = server.counts().await;
     let body = format!(
         "grant_type=client_credentials&scope={}",
         "a".repeat(200 * 1024)
@@ -310,6 +325,7 @@ async fn oversize_body_is_413() {
     let (status, _, json) = raw_token(&server, body, FORM, Some((&id, &secret))).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(json["error"], "invalid_request");
+    assert_eq!(server.counts().await, before);
 }
 
 #[tokio::test]
@@ -396,18 +412,22 @@ async fn password_grant_wrong_credentials_invalid_grant() {
 }
 
 #[tokio::test]
-async fn password_grant_missing_password_invalid_request() {
+async fn missing_grant_parameters_invalid_request() {
     let server = Server::start().await;
-    let (id, secret) = server.client(ClientKind::Password, None).await;
-    let (status, body) = server
-        .token(
-            &id,
-            &secret,
-            &[("grant_type", "password"), ("username", "alice")],
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "invalid_request");
+    let (id, secret, _) = password_tokens(&server, "read").await;
+    let before = server.counts().await;
+    let cases: [&[(&str, &str)]; 4] = [
+        &[("grant_type", "password"), ("username", "alice")],
+        &[("grant_type", "password"), ("password", "pw")],
+        &[("grant_type", "refresh_token")],
+        &[("grant_type", "refresh_token"), ("refresh_token", "")],
+    ];
+    for form in cases {
+        let (status, body) = server.token(&id, &secret, form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form:?}");
+        assert_eq!(body["error"], "invalid_request", "{form:?}: {body}");
+    }
+    assert_eq!(server.counts().await, before);
 }
 
 #[tokio::test]
@@ -496,6 +516,15 @@ async fn refresh_rotates_and_old_token_refused() {
     assert_eq!(body["error"], "invalid_grant");
 }
 
+/// Introspects `token` as the client that owns it and returns the response body.
+async fn introspect(server: &Server, id: &str, secret: &str, token: &str) -> Value {
+    let reply = server
+        .post_form("/oauth/introspect", Some((id, secret)), &[("token", token)])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.json()
+}
+
 #[tokio::test]
 async fn refresh_reuse_revokes_family() {
     let server = Server::start().await;
@@ -512,8 +541,12 @@ async fn refresh_reuse_revokes_family() {
     let new_refresh = second["refresh_token"].as_str().expect("refresh");
     let (status, _, _) = server.get_with("/oauth/userinfo", new_access).await;
     assert_eq!(status, StatusCode::OK);
+    for token in [new_access, new_refresh] {
+        let reply = introspect(&server, &id, &secret, token).await;
+        assert_eq!(reply["active"], true, "before the replay: {reply}");
+    }
 
-    let (status, _) = server
+    let (status, body) = server
         .token(
             &id,
             &secret,
@@ -521,6 +554,15 @@ async fn refresh_reuse_revokes_family() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    for (name, token) in [("access", new_access), ("refresh", new_refresh)] {
+        let reply = introspect(&server, &id, &secret, token).await;
+        assert_eq!(
+            reply,
+            serde_json::json!({"active": false}),
+            "new {name} token"
+        );
+    }
     let (status, _, body) = server.get_with("/oauth/userinfo", new_access).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let form = [
