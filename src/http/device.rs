@@ -19,7 +19,7 @@ use crate::grant::device_code::{self, display_user_code, normalize_user_code};
 use crate::grant::{GrantError, OAuthError, client_auth};
 use crate::store::{DeviceCodeRecord, DeviceStatus};
 
-/// Wrong codes counted per session and per address before entry backs off.
+/// Unknown codes counted per session and per address before entry backs off.
 const CODE_THRESHOLD: i64 = 5;
 /// The window wrong codes are counted in, in seconds; also the longest back-off.
 const CODE_WINDOW_SECONDS: i64 = 900;
@@ -90,7 +90,7 @@ fn entry_page(
 }
 
 /// Looks up a typed code and shows what the device asks for, or records the user's decision.
-/// Wrong codes back off per session and per address.
+/// Codes that match no device authorization back off per session and per address.
 pub(crate) async fn submit(
     State(sesame): State<Sesame>,
     address: ClientAddress,
@@ -144,8 +144,10 @@ async fn submit_inner(
         Some(code) => store.device_code_by_user_code(&code).await?,
         None => None,
     };
-    let Some(record) = record.filter(|r| r.status == DeviceStatus::Pending && r.expires_at > now)
-    else {
+    // Only a code that matches no device authorization is a guess. A code that was already
+    // decided or has expired comes from a resubmitted form or a late visit, and counting it
+    // would let one double-click start the back-off for everyone behind the same address.
+    let Some(record) = record else {
         for key in &keys {
             store
                 .record_failure(key, now, CODE_WINDOW_SECONDS, CODE_THRESHOLD)
@@ -159,6 +161,9 @@ async fn submit_inner(
             Some(message),
         ));
     };
+    if let Some(page) = closed_code_page(&session, user_id, &record, typed, now) {
+        return Ok(page);
+    }
     // A form with `_method=DELETE` denies, whatever its other fields, as on the consent page.
     let deny = form
         .get("_method")
@@ -182,11 +187,19 @@ async fn submit_inner(
                 .decide_device_code(&record.id, user_id, auth_time, status)
                 .await?
             {
-                return Ok(message_page(
-                    StatusCode::CONFLICT,
-                    "Connect a device",
-                    "This code was already answered.",
-                ));
+                // Another request decided the code after this one looked it up, and that
+                // decision is final.
+                let current = store.device_code_by_user_code(&record.user_code).await?;
+                let page = current
+                    .and_then(|current| closed_code_page(&session, user_id, &current, typed, now));
+                return Ok(page.unwrap_or_else(|| {
+                    entry_page(
+                        StatusCode::CONFLICT,
+                        &session,
+                        typed,
+                        Some(USED_CODE_MESSAGE),
+                    )
+                }));
             }
             tracing::info!(client_id = %record.client_id, user_id, decision, "device authorization decided");
             let message = if status == DeviceStatus::Approved {
@@ -199,6 +212,43 @@ async fn submit_inner(
             Ok(render(StatusCode::OK, "message.html", context))
         }
     }
+}
+
+const USED_CODE_MESSAGE: &str =
+    "This code was already used. Start again on your device to get a new code.";
+
+/// Renders the entry page with an error for a code that can no longer be decided, or returns
+/// `None` while the code is pending. Only the user who decided the code learns the decision.
+/// Everyone else gets one message for approved and denied codes, so a guesser learns only that
+/// the code existed and whether it expired.
+fn closed_code_page(
+    session: &Session,
+    user_id: i64,
+    record: &DeviceCodeRecord,
+    typed: &str,
+    now: i64,
+) -> Option<Response> {
+    let decided_by_user = record.user_id == Some(user_id);
+    let expired = record.expires_at <= now;
+    let (status, message) = match record.status {
+        DeviceStatus::Pending if !expired => return None,
+        // An approved code whose device never collected the tokens is of no use after expiry,
+        // so only an issued code keeps reporting the decision.
+        DeviceStatus::Pending | DeviceStatus::Approved | DeviceStatus::Denied if expired => (
+            StatusCode::BAD_REQUEST,
+            "This code has expired. Start again on your device to get a new code.",
+        ),
+        DeviceStatus::Approved | DeviceStatus::Issued if decided_by_user => (
+            StatusCode::CONFLICT,
+            "You already approved this code. A code can be approved or denied only once.",
+        ),
+        DeviceStatus::Denied if decided_by_user => (
+            StatusCode::CONFLICT,
+            "You already denied this code. A code can be approved or denied only once.",
+        ),
+        _ => (StatusCode::CONFLICT, USED_CODE_MESSAGE),
+    };
+    Some(entry_page(status, session, typed, Some(message)))
 }
 
 /// Shows the client's name and the scopes before approval, as RFC 8628 §5.4 advises against
