@@ -1,8 +1,8 @@
 -- POST the body in BENCH_BODY with the content type in BENCH_CONTENT_TYPE. With
 -- BENCH_DELAY_MS set, each connection waits before every request, which caps the offered load
 -- below the server's peak. The wait is drawn from an exponential distribution with that mean,
--- as for independent clients: a fixed wait would keep all connections in step, so that every
--- request of a round arrived at the same instant and waited for the others.
+-- as for independent clients. A fixed wait would keep all connections in step, so every
+-- request of a round would arrive at the same instant and wait for the others.
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY") or ""
 wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")

@@ -211,13 +211,14 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
     })
 }
 
-/// What one `sesame client` command does.
+/// The work of one `sesame client` command: a subcommand, or a client to create.
 enum Job {
     Action(ClientAction),
     Create(ClientKind),
 }
 
-/// The kind of client that `sesame client` without a subcommand creates, from its flags.
+/// Works out from its flags the kind of client that `sesame client` without a subcommand
+/// creates.
 fn kind_to_create(args: &ClientArgs) -> Result<ClientKind, UsageError> {
     let kind = if args.personal {
         ClientKind::Personal

@@ -219,8 +219,8 @@ pub async fn check_request(
     {
         return Err(fail("invalid_request", "nonce is too long"));
     }
-    // Answers go back in the query string only, as the metadata says; a client that asked
-    // for them elsewhere would wait for an answer that never comes.
+    // Responses go back in the query string only, as the metadata says, so a client that
+    // requested them elsewhere would wait for a response that never comes.
     if let Some(mode) = get("response_mode").filter(|mode| *mode != "query") {
         return Err(fail(
             "invalid_request",
