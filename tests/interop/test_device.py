@@ -146,8 +146,9 @@ def test_user_code_decided_once(sesame, device_session, browser):
 
     repeated = browser.submit(confirmation, button_id="deny")
 
-    assert repeated.status_code == 400
-    assert "That code is not valid" in repeated.text
+    # The same user learns that their first answer stands; the resubmit is not a guess.
+    assert repeated.status_code == 409
+    assert "You already approved this code" in repeated.text
     token = poll_once(sesame, device_session, authorization)
     assert token["access_token"]
 
