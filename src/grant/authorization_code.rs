@@ -219,7 +219,7 @@ pub async fn check_request(
     {
         return Err(fail("invalid_request", "nonce is too long"));
     }
-    // Responses go back in the query string only, as the metadata says, so a client that
+    // Responses go back in the query string only, as the metadata lists, so a client that
     // requested them elsewhere would wait for a response that never comes.
     if let Some(mode) = get("response_mode").filter(|mode| *mode != "query") {
         return Err(fail(

@@ -146,7 +146,7 @@ def test_user_code_decided_once(sesame, device_session, browser):
 
     repeated = browser.submit(confirmation, button_id="deny")
 
-    # The same user learns that their first answer stands; the resubmit is not a guess.
+    # The same user sees that the first decision is final, and the resubmit is not a guess.
     assert repeated.status_code == 409
     assert "You already approved this code" in repeated.text
     token = poll_once(sesame, device_session, authorization)
