@@ -1,7 +1,7 @@
 //! Checks on names that one person chooses and another reads: client, user and token names
 //! appear on consent pages, token pages and in `sesame client list` on an operator's terminal.
 
-/// Whether `c` may not appear in a name. A control character could rewrite a terminal, and an
+/// Returns whether `c` is forbidden in a name. A control character could rewrite a terminal, and an
 /// invisible formatting character could make a name read as another one on a consent page: a
 /// right-to-left override turns "Goo\u{202e}elgo" into "Google" on screen.
 pub(crate) fn is_forbidden_in_name(c: char) -> bool {

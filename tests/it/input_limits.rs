@@ -394,13 +394,13 @@ async fn control_and_invisible_characters_in_names_rejected() {
 async fn invisible_characters_in_user_names_rejected() {
     let server = Server::start().await;
     for name in ["bob\u{202e}toor", "a\u{200b}lice", "\u{feff}carol"] {
-        let refused = server
+        let rejected = server
             .sesame
             .add_user(name, None, Some("a long password"))
             .await;
         assert!(
-            matches!(refused, Err(sesame::Error::InvalidInput(_))),
-            "{name:?}: {refused:?}"
+            matches!(rejected, Err(sesame::Error::InvalidInput(_))),
+            "{name:?}: {rejected:?}"
         );
     }
     assert!(
@@ -415,15 +415,15 @@ async fn invisible_characters_in_user_names_rejected() {
 #[tokio::test]
 async fn passwords_no_form_can_send_rejected() {
     let server = Server::start().await;
-    let refused = server.sesame.add_user("dave", None, Some("pw\0abc")).await;
+    let rejected = server.sesame.add_user("dave", None, Some("pw\0abc")).await;
     assert!(
-        matches!(refused, Err(sesame::Error::InvalidInput(_))),
-        "{refused:?}"
+        matches!(rejected, Err(sesame::Error::InvalidInput(_))),
+        "{rejected:?}"
     );
     server.user("erin", "first password").await;
-    let refused = server.sesame.set_user_password("erin", "tab\there").await;
+    let rejected = server.sesame.set_user_password("erin", "tab\there").await;
     assert!(
-        matches!(refused, Err(sesame::Error::InvalidInput(_))),
-        "{refused:?}"
+        matches!(rejected, Err(sesame::Error::InvalidInput(_))),
+        "{rejected:?}"
     );
 }
