@@ -63,14 +63,14 @@ impl Sesame {
                 granted.push((*scope).to_owned());
             }
         }
-        let user = match self.store().user(user_id).await? {
-            Some(user) if user.disabled => {
+        let (user, recorded_client) = match self.store().user_and_personal_client(user_id).await? {
+            Some((user, _)) if user.disabled => {
                 return Err(Error::InvalidInput(format!(
                     "user {} is disabled; `sesame user enable {}` enables it",
                     user.name, user.name
                 )));
             }
-            Some(user) => user,
+            Some(found) => found,
             None => {
                 return Err(Error::NotFound {
                     kind: "user",
@@ -78,7 +78,12 @@ impl Sesame {
                 });
             }
         };
-        let client_id = self.ensure_personal_access_client().await?;
+        // The usual case reads the user and the personal client in one query; the slow path
+        // repairs a missing client, or names the fix.
+        let client_id = match recorded_client {
+            Some(id) => id,
+            None => self.ensure_personal_access_client().await?,
+        };
 
         let issue = Issue {
             user_id: Some(user_id),

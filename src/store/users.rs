@@ -269,6 +269,43 @@ impl Store {
         self.user_in(&mut connection, id).await
     }
 
+    /// Finds a user by id together with the current personal access client's id, in one
+    /// query: issuing a personal access token needs both. The client id is `None` when no
+    /// personal client is recorded, or the recorded one is gone, revoked or not personal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] on a query failure.
+    pub async fn user_and_personal_client(
+        &self,
+        id: i64,
+    ) -> Result<Option<(UserRecord, Option<String>)>> {
+        let query = "SELECT u.id, u.name, u.email, u.password, u.disabled, u.created_at, \
+                     m.value AS recorded, c.id AS client_id, \
+                     c.personal_access_client, c.revoked AS client_revoked \
+                     FROM users u \
+                     LEFT JOIN sesame_meta m ON m.name = ? \
+                     LEFT JOIN oauth_clients c ON c.id = m.value \
+                     WHERE u.id = ?";
+        let mut connection = self.pool.acquire().await?;
+        let row = sqlx::query(&self.sql(query))
+            .bind(super::meta::PERSONAL_ACCESS_CLIENT)
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let user = user_from_row(&row)?;
+        let recorded: Option<String> = row.try_get("recorded")?;
+        let client_id: Option<String> = row.try_get("client_id")?;
+        let personal = super::optional_flag(&row, "personal_access_client")?.unwrap_or(false);
+        let revoked = super::optional_flag(&row, "client_revoked")?.unwrap_or(true);
+        // MySQL and MariaDB collations ignore trailing spaces, so only an exact match counts.
+        let usable = personal && !revoked && client_id.is_some() && client_id == recorded;
+        Ok(Some((user, client_id.filter(|_| usable))))
+    }
+
     /// Finds a user by id on a given connection (inside a transaction).
     ///
     /// # Errors

@@ -134,6 +134,43 @@ async fn revoked_personal_client_replaced() {
 }
 
 #[tokio::test]
+async fn stale_personal_client_record_repaired() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    let first = server.pat(user_id, &[]).await;
+    let first_client = decode_parts(&first).1["client_id"].clone();
+    let is_personal = async |id: &str| {
+        let query = format!(
+            "SELECT COUNT(*) FROM oauth_clients WHERE id = '{id}' AND personal_access_client = TRUE"
+        );
+        server.count(&query).await == 1
+    };
+    // The record names the password client, then no client at all: neither may issue.
+    server
+        .execute(
+            "UPDATE sesame_meta SET value = (SELECT id FROM oauth_clients \
+             WHERE password_client = TRUE) WHERE name = 'personal_access_client'",
+        )
+        .await;
+    let repaired = server
+        .sesame
+        .create_token(user_id, "after", &[])
+        .await
+        .expect("token");
+    assert_ne!(repaired.token.client_id, first_client);
+    assert!(is_personal(&repaired.token.client_id).await, "{repaired:?}");
+    server
+        .execute("DELETE FROM sesame_meta WHERE name = 'personal_access_client'")
+        .await;
+    let again = server
+        .sesame
+        .create_token(user_id, "again", &[])
+        .await
+        .expect("token");
+    assert!(is_personal(&again.token.client_id).await, "{again:?}");
+}
+
+#[tokio::test]
 async fn concurrent_first_calls_make_one_client() {
     let dir = data_dir("");
     let config = Config::for_data_dir(dir.path()).expect("config");
