@@ -4,12 +4,13 @@ mod client;
 mod doctor;
 mod hash;
 mod keys;
+mod log_writer;
 mod purge;
 mod serve;
 mod token;
 mod user;
 
-use std::io::BufWriter;
+use std::io::Stderr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,8 +18,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sesame::config::{LogFormat, Overrides};
 use sesame::{Config, OpenOptions, Sesame};
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+use self::log_writer::LogGuard;
 
 /// Sesame: an OAuth 2.1 authorization server and personal access token service.
 #[derive(Debug, Parser)]
@@ -68,23 +70,16 @@ enum Command {
     Migrate,
 }
 
-/// Lines `serve` queues for its log thread at most. The queue's memory is taken at start, so
-/// the library's default (128,000 lines, about 4 MiB) would add that much to idle RSS.
-const LOG_QUEUE_LINES: usize = 8192;
-
 /// Starts logging to stderr: info for `serve`, warnings for other commands, unless
 /// `RUST_LOG` sets another filter. For `serve`, PostgreSQL notices are logged from warning
 /// level up, because sqlx 0.8 logs the notice "relation \"_sqlx_migrations\" already
 /// exists, skipping" at info on every start.
 ///
-/// `serve` logs a line per request, so its lines go through a queue to a thread of their own.
-/// That thread writes whatever is waiting through an 8 KiB buffer, so a burst of lines costs a
-/// few `write` calls instead of one each. Request threads wait for stderr only when the queue
-/// ([`LOG_QUEUE_LINES`]) is full, because a full queue blocks rather than drops lines. The
-/// returned guard, when dropped, waits up to about a second for the queue to be written, so it
-/// must live until the command ends. A killed process loses what is still queued. Other
-/// commands write each line at once, in order with what they print.
-fn init_logging(cli: &Cli, format: LogFormat) -> Option<WorkerGuard> {
+/// `serve` logs a line per request, so its lines gather in memory and a thread of their own
+/// writes them out (see [`log_writer`]). The returned guard writes what is left when dropped,
+/// so it must live until the command ends; a killed process loses the last 10 ms of lines.
+/// Other commands write each line at once, in order with what they print.
+fn init_logging(cli: &Cli, format: LogFormat) -> anyhow::Result<Option<LogGuard<Stderr>>> {
     let default = match cli.command {
         Command::Serve(_) => "info,sqlx::postgres::notice=warn",
         _ => "warn",
@@ -93,11 +88,8 @@ fn init_logging(cli: &Cli, format: LogFormat) -> Option<WorkerGuard> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let (writer, guard) = match cli.command {
         Command::Serve(_) => {
-            let (writer, guard) = NonBlockingBuilder::default()
-                .buffered_lines_limit(LOG_QUEUE_LINES)
-                .lossy(false)
-                .thread_name("sesame-log")
-                .finish(BufWriter::new(std::io::stderr()));
+            let (writer, guard) =
+                log_writer::gathered(std::io::stderr()).context("starting the log thread")?;
             (BoxMakeWriter::new(writer), Some(guard))
         }
         _ => (BoxMakeWriter::new(std::io::stderr), None),
@@ -111,7 +103,7 @@ fn init_logging(cli: &Cli, format: LogFormat) -> Option<WorkerGuard> {
     } else {
         builder.init();
     }
-    guard
+    Ok(guard)
 }
 
 /// Arguments that parse but do not make sense together, found after clap has parsed them. The
@@ -144,7 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     };
     let config = Config::load(&overrides)?;
-    let _log_writer = init_logging(&cli, config.log_format);
+    let _log_writer = init_logging(&cli, config.log_format)?;
     let output = Output { json: cli.json };
     match cli.command {
         Command::Serve(_) => serve::run(config, &overrides, !cli.no_migrate).await,
