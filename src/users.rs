@@ -104,18 +104,41 @@ impl Sesame {
 
     /// Enables a disabled user. Tokens revoked when the user was disabled stay revoked.
     ///
+    /// Enabling also revokes every token, code and session the user still has. A token that
+    /// was being issued while `disable_user` ran can reach the database after that transaction
+    /// and stay unrevoked. The guard rejects it while the user is disabled, and this revokes it
+    /// before the user becomes active again. Enabling an active user changes nothing.
+    ///
     /// # Errors
     ///
     /// [`Error::NotFound`] for an unknown user.
     pub async fn enable_user(&self, id_or_name: &str) -> Result<UserRecord> {
         let user = self.find_user(id_or_name).await?;
+        let now = self.now();
         let store = self.store();
         let mut transaction = store.begin_write().await?;
+        let disabled = store
+            .user_in(&mut transaction, user.id)
+            .await?
+            .is_some_and(|current| current.disabled);
+        if !disabled {
+            transaction.commit().await?;
+            return Ok(user);
+        }
+        let ended = store
+            .end_user_access(&mut transaction, user.id, true, now)
+            .await?;
         store
-            .set_user_disabled(&mut transaction, user.id, false, self.now())
+            .set_user_disabled(&mut transaction, user.id, false, now)
             .await?;
         transaction.commit().await?;
-        tracing::info!(user_id = user.id, "enabled user");
+        tracing::info!(
+            user_id = user.id,
+            access_tokens = ended.access_tokens,
+            refresh_tokens = ended.refresh_tokens,
+            sessions = ended.sessions,
+            "enabled user; revoked what was issued while it was being disabled"
+        );
         Ok(user)
     }
 
@@ -141,6 +164,8 @@ impl Sesame {
         store
             .set_user_password(&mut transaction, user.id, &hash, now)
             .await?;
+        // NOTE: a token whose request checked the user before this commit and stores its row
+        // after it (the token writer batches inserts) is not revoked here.
         let ended = store
             .end_user_access(&mut transaction, user.id, true, now)
             .await?;

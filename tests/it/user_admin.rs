@@ -9,7 +9,7 @@ use serde_json::Value;
 use sesame::store::ClientKind;
 
 use crate::browser::Browser;
-use crate::common::{Server, sesame_bin};
+use crate::common::{Server, jti, sesame_bin};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -220,6 +220,48 @@ async fn disable_ends_every_kind_of_access() {
             .await
             .is_err(),
         "tokens revoked by disabling stay revoked"
+    );
+}
+
+#[tokio::test]
+async fn enable_revokes_tokens_that_raced_disable() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    let raced = server.pat(user_id, &["profile"]).await;
+    // A token issued while `user disable` ran can commit after its revocation: the user is
+    // disabled but the row is not revoked.
+    server
+        .execute("UPDATE users SET disabled = TRUE WHERE name = 'alice'")
+        .await;
+    let (status, challenge, _) = server.get_with("/oauth/userinfo", &raced).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge.contains("user is disabled"), "{challenge}");
+
+    let (code, _, stderr) = user_cli(&server, &["enable", "alice"], "");
+    assert_eq!(code, 0, "{stderr}");
+    let (status, _, _) = server.get_with("/oauth/userinfo", &raced).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the raced token must not come back"
+    );
+    let row = server
+        .sesame
+        .store()
+        .access_token(&jti(&raced))
+        .await
+        .expect("query")
+        .expect("row");
+    assert!(row.revoked);
+
+    let fresh = server.pat(user_id, &["profile"]).await;
+    let (code, _, stderr) = user_cli(&server, &["enable", "alice"], "");
+    assert_eq!(code, 0, "{stderr}");
+    let (status, _, body) = server.get_with("/oauth/userinfo", &fresh).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "enabling an active user revokes nothing: {body}"
     );
 }
 
