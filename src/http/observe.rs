@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
@@ -35,7 +35,7 @@ pub(crate) async fn observe(
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id(request.headers());
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -64,7 +64,7 @@ pub(crate) async fn observe(
         );
     });
     if let Some(metrics) = sesame.metrics() {
-        metrics.record_request(&route, method.as_str(), status, latency);
+        metrics.record_request(&route, method, status, latency);
         if let Some(OAuthErrorCode(code)) = response.extensions().get::<OAuthErrorCode>() {
             metrics.record_oauth_error(code);
         }
@@ -90,6 +90,24 @@ fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
+/// Returns the name of a method from RFC 9110 or PATCH, and "other" for any other method.
+/// hyper accepts any token as a method, so logging it as sent would let a client write
+/// kilobytes into each log line and make a metric series for every name it invents.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 fn is_safe_request_id(bytes: &[u8]) -> bool {
     !bytes.is_empty()
         && bytes.len() <= MAX_REQUEST_ID_LEN
@@ -111,6 +129,16 @@ mod tests {
             );
         }
         request_id(&headers)
+    }
+
+    #[test]
+    fn invented_methods_labelled_other() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let long = Method::from_bytes("M".repeat(32_000).as_bytes()).expect("a token");
+        assert_eq!(method_label(&long), "other");
+        let invented = Method::from_bytes(b"PURGE").expect("a token");
+        assert_eq!(method_label(&invented), "other");
     }
 
     #[test]
