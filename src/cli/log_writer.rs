@@ -1,24 +1,25 @@
 //! The log writer of `sesame serve`: request threads append lines to a buffer in memory, and
-//! a thread of its own writes the buffer out a few times a second at most.
+//! a thread of its own writes the buffer out, at most once every [`GATHER`].
 //!
-//! Waking a thread for every line costs two context switches. Here the log thread sleeps until
-//! the first line arrives, lets more gather for [`GATHER`], and writes them all at once, so a
-//! busy server wakes it about a hundred times a second whatever its request rate. Measured
+//! Waking a thread for every line costs two context switches. Here the log thread writes what
+//! it finds as soon as it wakes, then sleeps for [`GATHER`] while the next lines gather, so a
+//! busy server wakes it about a hundred times a second whatever its request rate, and a line
+//! logged after a quiet spell is written at once. Measured
 //! with ES256 client credentials at full load (bench/RESULTS.md), the token rate rose 3-5%
 //! over a queue whose thread woke for each line.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// How long the log thread lets lines gather after the first one arrives.
+/// How long the log thread sleeps after each write while the next lines gather.
 const GATHER: Duration = Duration::from_millis(10);
 
 /// The buffer's maximum size in bytes. A request thread that would pass it writes the buffer out
-/// itself, so memory stays bounded and no line is dropped.
+/// itself, so memory stays bounded and no line is dropped unless writing fails.
 const LIMIT: usize = 256 * 1024;
 
 /// The writer shared by request threads: a [`MakeWriter`] for tracing-subscriber.
@@ -94,19 +95,37 @@ fn write_lines<W: Write>(shared: &Shared<W>) {
         if state.lines.is_empty() {
             return;
         }
-        if !state.closed {
-            drop(state);
-            std::thread::sleep(GATHER);
-            state = lock(&shared.state);
-        }
         std::mem::swap(&mut state.lines, &mut spare);
         let mut output = lock(&shared.output);
+        let closed = state.closed;
         drop(state);
-        // A log that cannot be written has nowhere to report it.
-        let _ = output.write_all(&spare).and_then(|()| output.flush());
+        write_out(&mut *output, &mut spare);
         drop(output);
-        spare.clear();
+        if !closed {
+            std::thread::sleep(GATHER);
+        }
     }
+}
+
+/// Writes `bytes` in full and empties it. A non-blocking destination that is full is retried
+/// every millisecond. After any other error the bytes are dropped whole, because writing them
+/// again from the start would repeat the part already written. A log that cannot be written
+/// has nowhere to report it.
+fn write_out<W: Write>(output: &mut W, bytes: &mut Vec<u8>) {
+    let mut written = 0;
+    while written < bytes.len() {
+        match output.write(&bytes[written..]) {
+            Ok(0) => break,
+            Ok(count) => written += count,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = output.flush();
+    bytes.clear();
 }
 
 impl<W: Write + Send + 'static> Drop for LogGuard<W> {
@@ -142,10 +161,9 @@ impl<W: Write> Write for Line<'_, W> {
         // and then its own line, so lines stay in order either way.
         if state.closed || state.lines.len() + bytes.len() > LIMIT {
             let mut output = lock(&self.shared.output);
-            output.write_all(&state.lines)?;
-            state.lines.clear();
+            write_out(&mut *output, &mut state.lines);
             if state.closed || bytes.len() > LIMIT {
-                output.write_all(bytes)?;
+                write_out(&mut *output, &mut bytes.to_vec());
                 return Ok(bytes.len());
             }
         }
@@ -261,5 +279,85 @@ mod tests {
             .map(|line| line[..6].parse().expect("a whole line"))
             .collect();
         assert_eq!(numbers, (0..lines).collect::<Vec<_>>());
+    }
+
+    /// A non-blocking pipe that is often full: every other call fails with `WouldBlock`, and
+    /// the others take at most 7 bytes.
+    struct Choked {
+        captured: Captured,
+        calls: usize,
+    }
+
+    impl Write for Choked {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(2) {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            let count = bytes.len().min(7);
+            self.captured.write(&bytes[..count])
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_lines_whole() {
+        let output = Captured::default();
+        let choked = Choked {
+            captured: output.clone(),
+            calls: 0,
+        };
+        let (writer, guard) = gathered(choked).expect("log thread starts");
+        for number in 0..300 {
+            let line = format!("line {number:03} of the choked test\n");
+            writer
+                .make_writer()
+                .write_all(line.as_bytes())
+                .expect("append");
+        }
+        drop(guard);
+        let written = text(&output);
+        let expected: String = (0..300)
+            .map(|number| format!("line {number:03} of the choked test\n"))
+            .collect();
+        assert_eq!(written, expected);
+    }
+
+    /// A destination that fails for good after its first 10 bytes.
+    struct Broken {
+        captured: Captured,
+    }
+
+    impl Write for Broken {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let already = lock(&self.captured.0).len();
+            if already >= 10 {
+                return Err(ErrorKind::BrokenPipe.into());
+            }
+            let count = bytes.len().min(10 - already);
+            self.captured.write(&bytes[..count])
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_write_repeats_nothing() {
+        let output = Captured::default();
+        let broken = Broken {
+            captured: output.clone(),
+        };
+        let (writer, guard) = gathered(broken).expect("log thread starts");
+        writer
+            .make_writer()
+            .write_all(b"0123456789abcdef\n")
+            .expect("append");
+        drop(guard);
+        assert_eq!(text(&output), "0123456789");
     }
 }
