@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args};
 use serde_json::json;
+use sesame::config::LogFormat;
 use sesame::keys::{KeyAlgorithm, LoadedKey};
 use sesame::{Config, OpenOptions, Sesame};
 
@@ -65,6 +66,15 @@ pub(crate) async fn generate_with_progress(
         KeyAlgorithm::Rs256 => format!("RSA-{bits}"),
         other => other.name().to_owned(),
     };
+    // With JSON logs every line on stderr must be a JSON object, so the progress goes through
+    // the log instead.
+    if config.log_format == LogFormat::Json {
+        let dir = config.keys_dir.display().to_string();
+        tracing::info!(key = %label, %dir, "generating a signing key");
+        let loaded = sesame::app::generate_key_files(config, alg, bits, force).await?;
+        tracing::info!(key = %label, kid = %loaded.key.kid(), "generated a signing key");
+        return Ok(loaded);
+    }
     eprint!(
         "Generating a {label} signing key in {}",
         config.keys_dir.display()

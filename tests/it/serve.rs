@@ -316,17 +316,21 @@ async fn log_lines_carry_request_id() {
     assert_ne!(ids[2], hostile_markup);
     assert!(!stderr.contains(&hostile_long), "the 1 KB id was logged");
     assert!(!stderr.contains("<script>"), "the markup id was logged");
-    // Key generation at first start reports progress on stderr as plain text.
-    let progress = format!(
-        "Generating a RSA-2048 signing key in {} done",
-        keys_dir.display()
-    );
-    assert!(stderr.lines().any(|line| line == progress), "{stderr}");
+    // Every line is a JSON object, the key generation at first start included.
     let lines: Vec<Value> = stderr
         .lines()
-        .filter(|line| line.starts_with('{'))
         .map(|line| serde_json::from_str(line).expect("a JSON log line"))
         .collect();
+    let generated = lines.iter().find(|line| {
+        line["fields"]["message"] == "generated a signing key"
+            && line["fields"]["key"] == "RSA-2048"
+    });
+    assert!(generated.is_some(), "{stderr}");
+    let announced = lines.iter().find(|line| {
+        line["fields"]["message"] == "generating a signing key"
+            && line["fields"]["dir"] == keys_dir.display().to_string().as_str()
+    });
+    assert!(announced.is_some(), "{stderr}");
     for id in &ids {
         let of_request: Vec<&Value> = lines
             .iter()
