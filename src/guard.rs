@@ -293,12 +293,12 @@ impl Sesame {
         }
         let principal = match row.user_id {
             Some(user_id) => {
-                if row.user_disabled != Some(false) {
+                if row.user_disabled == Some(true) {
                     return Err(BearerError::InvalidToken(
                         "the access token's user is disabled",
                     ));
                 }
-                if claims.sub != user_id.to_string() {
+                if row.user_disabled.is_none() || claims.sub != user_id.to_string() {
                     return Err(revoked);
                 }
                 Principal::User(user_id)

@@ -107,7 +107,12 @@ impl Sesame {
     /// Enabling also revokes every token, code and session the user still has. A token that
     /// was being issued while `disable_user` ran can reach the database after that transaction
     /// and stay unrevoked. The guard rejects it while the user is disabled, and this revokes it
-    /// before the user becomes active again. Enabling an active user changes nothing.
+    /// before the user becomes active again. Enabling an active user changes nothing. The user
+    /// row is updated first, in the same order as `disable_user`, so that the two cannot
+    /// deadlock on PostgreSQL or MySQL.
+    ///
+    /// NOTE: a row that arrives after this transaction commits, from a request that checked
+    /// the user before the disable, is not revoked.
     ///
     /// # Errors
     ///
@@ -117,27 +122,25 @@ impl Sesame {
         let now = self.now();
         let store = self.store();
         let mut transaction = store.begin_write().await?;
-        let disabled = store
-            .user_in(&mut transaction, user.id)
+        if !store
+            .enable_disabled_user(&mut transaction, user.id, now)
             .await?
-            .is_some_and(|current| current.disabled);
-        if !disabled {
+        {
             transaction.commit().await?;
             return Ok(user);
         }
         let ended = store
             .end_user_access(&mut transaction, user.id, true, now)
             .await?;
-        store
-            .set_user_disabled(&mut transaction, user.id, false, now)
-            .await?;
         transaction.commit().await?;
         tracing::info!(
             user_id = user.id,
             access_tokens = ended.access_tokens,
             refresh_tokens = ended.refresh_tokens,
+            authorization_codes = ended.authorization_codes,
+            device_codes = ended.device_codes,
             sessions = ended.sessions,
-            "enabled user; revoked what was issued while it was being disabled"
+            "enabled user"
         );
         Ok(user)
     }

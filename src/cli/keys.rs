@@ -67,8 +67,8 @@ pub(crate) async fn generate_with_progress(
         other => other.name().to_owned(),
     };
     // With JSON logs every line on stderr must be a JSON object, so the progress goes through
-    // the log instead.
-    if config.log_format == LogFormat::Json {
+    // the log instead, where the log shows info lines (as under `serve`).
+    if config.log_format == LogFormat::Json && tracing::enabled!(tracing::Level::INFO) {
         let dir = config.keys_dir.display().to_string();
         tracing::info!(key = %label, %dir, "generating a signing key");
         let loaded = sesame::app::generate_key_files(config, alg, bits, force).await?;

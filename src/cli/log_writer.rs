@@ -9,7 +9,7 @@
 //! over a queue whose thread woke for each line.
 
 use std::io::{ErrorKind, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -34,7 +34,13 @@ struct Shared<W> {
     arrived: Condvar,
     /// The destination. A thread writing to it takes this lock before it releases `state`,
     /// so lines reach it in the order they were appended.
-    output: Mutex<W>,
+    output: Mutex<Destination<W>>,
+}
+
+/// The writer that lines go to, and whether its last write stopped inside a line.
+struct Destination<W> {
+    writer: W,
+    torn: bool,
 }
 
 #[derive(Default)]
@@ -43,11 +49,18 @@ struct State {
     closed: bool,
 }
 
-/// Stops the log thread when dropped, after it has written every line appended before.
+/// Stops the log thread when dropped, after it has written every line appended before, or
+/// after [`SHUTDOWN_WAIT`] when the destination does not take them, so that a stalled reader
+/// of stderr cannot keep the process from exiting.
 pub struct LogGuard<W: Write + Send + 'static> {
     shared: Arc<Shared<W>>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnected when the log thread ends.
+    exited: mpsc::Receiver<()>,
 }
+
+/// How long dropping the guard waits for the log thread at most.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 
 /// Starts the log thread writing to `output`. Keep the guard until the program ends.
 pub fn gathered<W: Write + Send + 'static>(
@@ -56,13 +69,20 @@ pub fn gathered<W: Write + Send + 'static>(
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         arrived: Condvar::new(),
-        output: Mutex::new(output),
+        output: Mutex::new(Destination {
+            writer: output,
+            torn: false,
+        }),
     });
+    let (exiting, exited) = mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("sesame-log".into())
         .spawn({
             let shared = shared.clone();
-            move || write_lines(&shared)
+            move || {
+                write_lines(&shared);
+                drop(exiting);
+            }
         })?;
     let writer = GatheredWriter {
         shared: shared.clone(),
@@ -72,6 +92,7 @@ pub fn gathered<W: Write + Send + 'static>(
         LogGuard {
             shared,
             thread: Some(thread),
+            exited,
         },
     ))
 }
@@ -99,7 +120,7 @@ fn write_lines<W: Write>(shared: &Shared<W>) {
         let mut output = lock(&shared.output);
         let closed = state.closed;
         drop(state);
-        write_out(&mut *output, &mut spare);
+        write_out(&mut output, &mut spare);
         drop(output);
         if !closed {
             std::thread::sleep(GATHER);
@@ -108,13 +129,36 @@ fn write_lines<W: Write>(shared: &Shared<W>) {
 }
 
 /// Writes `bytes` in full and empties it. A non-blocking destination that is full is retried
-/// every millisecond. After any other error the bytes are dropped whole, because writing them
-/// again from the start would repeat the part already written. A log that cannot be written
-/// has nowhere to report it.
-fn write_out<W: Write>(output: &mut W, bytes: &mut Vec<u8>) {
+/// every millisecond. After any other error the rest of the bytes is dropped, because writing
+/// them again from the start would repeat the part already written. When that leaves a line
+/// cut short, the next write starts on a new line. A log that cannot be written has nowhere
+/// to report it.
+fn write_out<W: Write>(destination: &mut Destination<W>, bytes: &mut Vec<u8>) {
+    if bytes.is_empty() {
+        return;
+    }
+    if destination.torn {
+        if write_retrying(&mut destination.writer, b"\n") == 1 {
+            destination.torn = false;
+        } else {
+            bytes.clear();
+            return;
+        }
+    }
+    let written = write_retrying(&mut destination.writer, bytes);
+    if written > 0 && written < bytes.len() && bytes[written - 1] != b'\n' {
+        destination.torn = true;
+    }
+    let _ = destination.writer.flush();
+    bytes.clear();
+}
+
+/// Writes as much of `bytes` as the writer takes, retrying interruptions and a full
+/// non-blocking destination. Returns how many bytes were written.
+fn write_retrying<W: Write>(writer: &mut W, bytes: &[u8]) -> usize {
     let mut written = 0;
     while written < bytes.len() {
-        match output.write(&bytes[written..]) {
+        match writer.write(&bytes[written..]) {
             Ok(0) => break,
             Ok(count) => written += count,
             Err(error) if error.kind() == ErrorKind::Interrupted => {}
@@ -124,15 +168,18 @@ fn write_out<W: Write>(output: &mut W, bytes: &mut Vec<u8>) {
             Err(_) => break,
         }
     }
-    let _ = output.flush();
-    bytes.clear();
+    written
 }
 
 impl<W: Write + Send + 'static> Drop for LogGuard<W> {
     fn drop(&mut self) {
         lock(&self.shared.state).closed = true;
         self.shared.arrived.notify_one();
-        if let Some(thread) = self.thread.take() {
+        // The sender is dropped only when the thread ends, so this returns at once then.
+        let _ = self.exited.recv_timeout(SHUTDOWN_WAIT);
+        if let Some(thread) = self.thread.take()
+            && thread.is_finished()
+        {
             let _ = thread.join();
         }
     }
@@ -161,9 +208,9 @@ impl<W: Write> Write for Line<'_, W> {
         // and then its own line, so lines stay in order either way.
         if state.closed || state.lines.len() + bytes.len() > LIMIT {
             let mut output = lock(&self.shared.output);
-            write_out(&mut *output, &mut state.lines);
+            write_out(&mut output, &mut state.lines);
             if state.closed || bytes.len() > LIMIT {
-                write_out(&mut *output, &mut bytes.to_vec());
+                write_out(&mut output, &mut bytes.to_vec());
                 return Ok(bytes.len());
             }
         }
@@ -282,7 +329,7 @@ mod tests {
     }
 
     /// A non-blocking pipe that is often full: every other call fails with `WouldBlock`, and
-    /// the others take at most 7 bytes.
+    /// the others take at most 16 bytes.
     struct Choked {
         captured: Captured,
         calls: usize,
@@ -294,7 +341,7 @@ mod tests {
             if self.calls.is_multiple_of(2) {
                 return Err(ErrorKind::WouldBlock.into());
             }
-            let count = bytes.len().min(7);
+            let count = bytes.len().min(16);
             self.captured.write(&bytes[..count])
         }
 
@@ -311,7 +358,7 @@ mod tests {
             calls: 0,
         };
         let (writer, guard) = gathered(choked).expect("log thread starts");
-        for number in 0..300 {
+        for number in 0..100 {
             let line = format!("line {number:03} of the choked test\n");
             writer
                 .make_writer()
@@ -320,7 +367,7 @@ mod tests {
         }
         drop(guard);
         let written = text(&output);
-        let expected: String = (0..300)
+        let expected: String = (0..100)
             .map(|number| format!("line {number:03} of the choked test\n"))
             .collect();
         assert_eq!(written, expected);
@@ -359,5 +406,81 @@ mod tests {
             .expect("append");
         drop(guard);
         assert_eq!(text(&output), "0123456789");
+    }
+
+    /// A destination that takes 4 bytes, then fails once, then takes everything.
+    struct Flaky {
+        captured: Captured,
+        calls: usize,
+    }
+
+    impl Write for Flaky {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            match self.calls {
+                1 => self.captured.write(&bytes[..bytes.len().min(4)]),
+                2 => Err(ErrorKind::BrokenPipe.into()),
+                _ => self.captured.write(bytes),
+            }
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn cut_line_ends_before_next() {
+        let output = Captured::default();
+        let flaky = Flaky {
+            captured: output.clone(),
+            calls: 0,
+        };
+        let (writer, guard) = gathered(flaky).expect("log thread starts");
+        writer
+            .make_writer()
+            .write_all(b"{\"a\":1}\n")
+            .expect("append");
+        while lock(&output.0).is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(GATHER * 2);
+        writer
+            .make_writer()
+            .write_all(b"{\"b\":2}\n")
+            .expect("append");
+        drop(guard);
+        assert_eq!(text(&output), "{\"a\"\n{\"b\":2}\n");
+    }
+
+    /// A destination whose writes never return, as a pipe nobody reads.
+    struct Stalled;
+
+    impl Write for Stalled {
+        fn write(&mut self, _bytes: &[u8]) -> std::io::Result<usize> {
+            loop {
+                std::thread::park();
+            }
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn stalled_destination_bounds_shutdown() {
+        let (writer, guard) = gathered(Stalled).expect("log thread starts");
+        writer
+            .make_writer()
+            .write_all(b"never written\n")
+            .expect("append");
+        let started = std::time::Instant::now();
+        drop(guard);
+        assert!(
+            started.elapsed() < SHUTDOWN_WAIT * 5,
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

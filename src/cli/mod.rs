@@ -77,7 +77,8 @@ enum Command {
 ///
 /// `serve` logs a line per request, so its lines gather in memory and a thread of their own
 /// writes them out (see [`log_writer`]). The returned guard writes what is left when dropped,
-/// so it must live until the command ends; a killed process loses the last 10 ms of lines.
+/// so it must live until the command ends, and gives up after a second when stderr takes
+/// nothing. A killed process loses what is still buffered, usually the last 10 ms of lines.
 /// Other commands write each line at once, in order with what they print.
 fn init_logging(cli: &Cli, format: LogFormat) -> anyhow::Result<Option<LogGuard<Stderr>>> {
     let default = match cli.command {

@@ -85,6 +85,31 @@ impl Store {
         Ok(result.rows_affected() > 0)
     }
 
+    /// Clears a user's disabled flag if it is set, with one conditional UPDATE, so the user row
+    /// is locked before anything else the caller changes. Returns whether the flag was set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] on a query failure.
+    pub async fn enable_disabled_user(
+        &self,
+        connection: &mut AnyConnection,
+        id: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            &self
+                .sql("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ? AND disabled = ?"),
+        )
+        .bind(false)
+        .bind(now)
+        .bind(id)
+        .bind(true)
+        .execute(connection)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Replaces a user's password hash. Returns whether the user exists.
     ///
     /// # Errors
