@@ -108,8 +108,8 @@ impl Sesame {
     /// was being issued while `disable_user` ran can reach the database after that transaction
     /// and stay unrevoked. The guard rejects it while the user is disabled, and this revokes it
     /// before the user becomes active again. Enabling an active user changes nothing. The user
-    /// row is updated first, in the same order as `disable_user`, so that the two cannot
-    /// deadlock on PostgreSQL or MySQL.
+    /// row is updated first, as `disable_user` does, so on PostgreSQL and MySQL the two take
+    /// their row locks in the same order and do not deadlock on each other.
     ///
     /// NOTE: a row that arrives after this transaction commits, from a request that checked
     /// the user before the disable, is not revoked.
