@@ -453,7 +453,7 @@ mod tests {
         assert_eq!(text(&output), "{\"a\"\n{\"b\":2}\n");
     }
 
-    /// A destination whose writes never return, as a pipe nobody reads.
+    /// A destination whose writes never return, as a pipe whose reader is stopped.
     struct Stalled;
 
     impl Write for Stalled {

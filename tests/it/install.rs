@@ -145,6 +145,7 @@ async fn stale_personal_client_record_repaired() {
         );
         server.count(&query).await == 1
     };
+
     // The record names the password client, then no client at all: neither may issue.
     server
         .execute(
@@ -159,6 +160,7 @@ async fn stale_personal_client_record_repaired() {
         .expect("token");
     assert_ne!(repaired.token.client_id, first_client);
     assert!(is_personal(&repaired.token.client_id).await, "{repaired:?}");
+
     server
         .execute("DELETE FROM sesame_meta WHERE name = 'personal_access_client'")
         .await;
