@@ -32,10 +32,6 @@ const LATENCY_BUCKETS_SECONDS: &[f64] = &[
 /// at 10,000 requests per second.
 const DRAIN_EVERY: u64 = 4096;
 
-/// HTTP methods that get their own label value; any other method is counted as `other`, so
-/// a client cannot add series by inventing methods.
-const KNOWN_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-
 /// Sesame's metrics and the recorder that stores them.
 ///
 /// Cheap to clone; clones share one recorder.
@@ -126,14 +122,15 @@ impl Metrics {
     }
 
     /// Counts one completed request and records its latency. `route` must be a route pattern
-    /// (axum's `MatchedPath`) or a fixed word, never the raw path, to keep the number of
-    /// series bounded.
-    pub(crate) fn record_request(&self, route: &str, method: &str, status: u16, latency: Duration) {
-        let method = KNOWN_METHODS
-            .iter()
-            .find(|known| **known == method)
-            .copied()
-            .unwrap_or("other");
+    /// (axum's `MatchedPath`) or a fixed word, never the raw path, and `method` a fixed name
+    /// or `other` (see `http::observe`), to keep the number of series bounded.
+    pub(crate) fn record_request(
+        &self,
+        route: &str,
+        method: &'static str,
+        status: u16,
+        latency: Duration,
+    ) {
         let route = Label::new("route", route.to_owned());
         let method = Label::new("method", method);
         let status = Label::new("status", status.to_string());

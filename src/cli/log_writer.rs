@@ -1,5 +1,6 @@
 //! The log writer of `sesame serve`: request threads append lines to a buffer in memory, and
-//! a thread of its own writes the buffer out, at most once every [`GATHER`].
+//! a thread of its own writes the buffer out, usually at most once every [`GATHER`]. A full
+//! buffer, and lines logged after shutdown began, are written by the thread that logs them.
 //!
 //! Waking a thread for every line costs two context switches. Here the log thread writes what
 //! it finds as soon as it wakes, then sleeps for [`GATHER`] while the next lines gather, so a

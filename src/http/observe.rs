@@ -91,8 +91,8 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Returns the name of a method from RFC 9110 or PATCH, and "other" for any other method.
-/// hyper accepts any token as a method, so logging it as sent would let a client write
-/// kilobytes into each log line.
+/// hyper accepts any token as a method, so logging or counting it as sent would let a client
+/// write kilobytes into each log line and add a metric series for every name it invents.
 fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
