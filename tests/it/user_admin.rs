@@ -32,12 +32,20 @@ fn user_cli(server: &Server, args: &[&str], stdin: &str) -> (i32, String, String
     }
     command.env("SESAME_DATABASE_URL", &server.sesame.config().database_url);
     let mut child = command.spawn().expect("sesame runs");
-    child
+    let written = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
+        .write_all(stdin.as_bytes());
+    // A command rejected before it reads stdin (a usage error, an unknown user) may exit
+    // first, and then the pipe is closed.
+    if let Err(error) = written {
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "write stdin: {error}"
+        );
+    }
     let output = child.wait_with_output().expect("sesame exits");
     (
         output.status.code().unwrap_or(-1),
