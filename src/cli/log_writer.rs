@@ -1,6 +1,6 @@
 //! The log writer of `sesame serve`: request threads append lines to a buffer in memory, and
-//! a thread of its own writes the buffer out, usually at most once every [`GATHER`]. A full
-//! buffer, and lines logged after shutdown began, are written by the thread that logs them.
+//! a thread of its own writes the buffer out, usually at most once every [`GATHER`]. Lines
+//! logged after shutdown began are written by the thread that logs them.
 //!
 //! Waking a thread for every line costs two context switches. Here the log thread writes what
 //! it finds as soon as it wakes, then sleeps for [`GATHER`] while the next lines gather, so a
@@ -8,6 +8,11 @@
 //! logged after a quiet spell is written at once. Measured
 //! with ES256 client credentials at full load (bench/RESULTS.md), the token rate rose 3-5%
 //! over a queue whose thread woke for each line.
+//!
+//! No request thread waits for stderr before shutdown. The buffer fills when stderr takes lines
+//! more slowly than they come, or not at all, as a pipe whose reader has stopped. New lines are
+//! then dropped and counted, and the log thread reports the count once stderr takes a write
+//! again. A stalled log reader costs log lines, not requests.
 
 use std::io::{ErrorKind, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
@@ -19,19 +24,34 @@ use tracing_subscriber::fmt::MakeWriter;
 /// How long the log thread sleeps after each write while the next lines gather.
 const GATHER: Duration = Duration::from_millis(10);
 
-/// The buffer's maximum size in bytes. A request thread that would pass it writes the buffer out
-/// itself, so memory stays bounded and no line is dropped unless writing fails.
+/// The buffer's maximum size in bytes. A line that would pass it is dropped and counted.
 const LIMIT: usize = 256 * 1024;
 
+/// Buffered bytes at which the log thread wakes before its [`GATHER`] sleep ends, so that a
+/// burst fills the buffer only when stderr cannot keep up.
+const EARLY_WAKE: usize = LIMIT / 4;
+
+/// Receives the number of lines dropped since the last report.
+type DropReport = Box<dyn Fn(u64) + Send>;
+
 /// The writer shared by request threads: a [`MakeWriter`] for tracing-subscriber.
-#[derive(Clone)]
 pub struct GatheredWriter<W> {
     shared: Arc<Shared<W>>,
 }
 
+// Derived, `Clone` would require `W: Clone`, but clones share the one destination.
+impl<W> Clone for GatheredWriter<W> {
+    fn clone(&self) -> Self {
+        GatheredWriter {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
 struct Shared<W> {
     state: Mutex<State>,
-    /// Signalled when a line arrives in an empty buffer, or when logging ends.
+    /// Signalled when a line arrives in an empty buffer, when the buffer reaches
+    /// [`EARLY_WAKE`], and when logging ends.
     arrived: Condvar,
     /// The destination. A thread writing to it takes this lock before it releases `state`,
     /// so lines reach it in the order they were appended.
@@ -48,6 +68,8 @@ struct Destination<W> {
 struct State {
     lines: Vec<u8>,
     closed: bool,
+    /// Lines dropped because the buffer was full, since the last report.
+    dropped: u64,
 }
 
 /// Stops the log thread when dropped, after it has written every line appended before, or
@@ -63,10 +85,13 @@ pub struct LogGuard<W: Write + Send + 'static> {
 /// How long dropping the guard waits for the log thread at most.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 
-/// Starts the log thread writing to `output`. Keep the guard until the program ends.
+/// Starts the log thread writing to `output`. Keep the guard until the program ends. After a
+/// write that follows dropped lines, the log thread calls `report` with their number.
 pub fn gathered<W: Write + Send + 'static>(
     output: W,
+    report: impl Fn(u64) + Send + 'static,
 ) -> std::io::Result<(GatheredWriter<W>, LogGuard<W>)> {
+    let report: DropReport = Box::new(report);
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         arrived: Condvar::new(),
@@ -81,7 +106,7 @@ pub fn gathered<W: Write + Send + 'static>(
         .spawn({
             let shared = shared.clone();
             move || {
-                write_lines(&shared);
+                write_lines(&shared, &report);
                 drop(exiting);
             }
         })?;
@@ -104,7 +129,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write_lines<W: Write>(shared: &Shared<W>) {
+fn write_lines<W: Write>(shared: &Shared<W>, report: &DropReport) {
     let mut spare = Vec::new();
     loop {
         let mut state = lock(&shared.state);
@@ -118,13 +143,22 @@ fn write_lines<W: Write>(shared: &Shared<W>) {
             return;
         }
         std::mem::swap(&mut state.lines, &mut spare);
+        let dropped = std::mem::take(&mut state.dropped);
         let mut output = lock(&shared.output);
         let closed = state.closed;
         drop(state);
         write_out(&mut output, &mut spare);
         drop(output);
+        if dropped > 0 {
+            report(dropped);
+        }
         if !closed {
-            std::thread::sleep(GATHER);
+            let state = lock(&shared.state);
+            let gathering = |state: &mut State| state.lines.len() < EARLY_WAKE && !state.closed;
+            let _ = shared
+                .arrived
+                .wait_timeout_while(state, GATHER, gathering)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
@@ -205,20 +239,23 @@ impl<'a, W: Write + Send + 'static> MakeWriter<'a> for GatheredWriter<W> {
 impl<W: Write> Write for Line<'_, W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut state = lock(&self.shared.state);
-        // Once logging ended, and when the buffer is full, this thread writes what is buffered
-        // and then its own line, so lines stay in order either way.
-        if state.closed || state.lines.len() + bytes.len() > LIMIT {
+        // Once logging ended, this thread writes what is buffered and then its own line, so
+        // lines stay in order.
+        if state.closed {
             let mut output = lock(&self.shared.output);
             write_out(&mut output, &mut state.lines);
-            if state.closed || bytes.len() > LIMIT {
-                write_out(&mut output, &mut bytes.to_vec());
-                return Ok(bytes.len());
-            }
+            write_out(&mut output, &mut bytes.to_vec());
+            return Ok(bytes.len());
         }
-        let was_empty = state.lines.is_empty();
+        let before = state.lines.len();
+        if before + bytes.len() > LIMIT {
+            state.dropped += 1;
+            return Ok(bytes.len());
+        }
         state.lines.extend_from_slice(bytes);
+        let after = state.lines.len();
         drop(state);
-        if was_empty {
+        if before == 0 || (before < EARLY_WAKE && after >= EARLY_WAKE) {
             self.shared.arrived.notify_one();
         }
         Ok(bytes.len())
@@ -255,7 +292,7 @@ mod tests {
     #[test]
     fn concurrent_lines_written_whole_in_order() {
         let output = Captured::default();
-        let (writer, guard) = gathered(output.clone()).expect("log thread starts");
+        let (writer, guard) = gathered(output.clone(), |_| {}).expect("log thread starts");
         std::thread::scope(|scope| {
             for thread in 0..4 {
                 let writer = &writer;
@@ -288,7 +325,7 @@ mod tests {
     #[test]
     fn lone_line_written_without_drop() {
         let output = Captured::default();
-        let (writer, guard) = gathered(output.clone()).expect("log thread starts");
+        let (writer, guard) = gathered(output.clone(), |_| {}).expect("log thread starts");
         writer.make_writer().write_all(b"alone\n").expect("append");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while text(&output).is_empty() {
@@ -307,26 +344,83 @@ mod tests {
         assert_eq!(text(&output), "alone\nafter the guard\n");
     }
 
+    /// A destination whose writes wait until the test opens it, as a pipe whose reader is
+    /// stopped for a while.
+    struct Gated {
+        captured: Captured,
+        open: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let (open, opened) = &*self.open;
+            let mut is_open = lock(open);
+            while !*is_open {
+                is_open = opened.wait(is_open).unwrap_or_else(PoisonError::into_inner);
+            }
+            drop(is_open);
+            self.captured.write(bytes)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
-    fn full_buffer_written_in_order() {
+    fn full_buffer_drops_and_counts_lines() {
         let output = Captured::default();
-        let (writer, guard) = gathered(output.clone()).expect("log thread starts");
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let gated = Gated {
+            captured: output.clone(),
+            open: gate.clone(),
+        };
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let report = {
+            let reports = reports.clone();
+            move |dropped| lock(&reports).push(dropped)
+        };
+        let (writer, guard) = gathered(gated, report).expect("log thread starts");
         let line = format!("{}\n", "x".repeat(999));
         let lines = 3 * LIMIT / line.len();
-        for number in 0..lines {
-            let numbered = format!("{number:06}{}", &line[6..]);
-            writer
-                .make_writer()
-                .write_all(numbered.as_bytes())
-                .expect("append");
-            assert!(lock(&writer.shared.state).lines.len() <= LIMIT);
-        }
+        // The lines are logged on another thread, so that logging which waits for the closed
+        // destination fails the test instead of hanging it.
+        let (finished, logged) = mpsc::channel();
+        let logger = writer.clone();
+        std::thread::spawn(move || {
+            for number in 0..lines {
+                let numbered = format!("{number:06}{}", &line[6..]);
+                logger
+                    .make_writer()
+                    .write_all(numbered.as_bytes())
+                    .expect("append");
+                assert!(lock(&logger.shared.state).lines.len() <= LIMIT);
+            }
+            let _ = finished.send(());
+        });
+        logged
+            .recv_timeout(Duration::from_secs(10))
+            .expect("logging finished while the destination took nothing");
+        let (open, opened) = &*gate;
+        *lock(open) = true;
+        opened.notify_all();
         drop(guard);
+
         let numbers: Vec<usize> = text(&output)
             .lines()
             .map(|line| line[..6].parse().expect("a whole line"))
             .collect();
-        assert_eq!(numbers, (0..lines).collect::<Vec<_>>());
+        assert_eq!(numbers, (0..numbers.len()).collect::<Vec<_>>());
+        assert!(numbers.len() >= LIMIT / 1000, "a full buffer was written");
+        assert!(
+            numbers.len() < lines,
+            "lines past the full buffer were dropped"
+        );
+        let reported: u64 = lock(&reports).iter().sum();
+        assert_eq!(
+            usize::try_from(reported).expect("count"),
+            lines - numbers.len()
+        );
     }
 
     /// A non-blocking pipe that is often full: every other call fails with `WouldBlock`, and
@@ -358,7 +452,7 @@ mod tests {
             captured: output.clone(),
             calls: 0,
         };
-        let (writer, guard) = gathered(choked).expect("log thread starts");
+        let (writer, guard) = gathered(choked, |_| {}).expect("log thread starts");
         for number in 0..100 {
             let line = format!("line {number:03} of the choked test\n");
             writer
@@ -400,7 +494,7 @@ mod tests {
         let broken = Broken {
             captured: output.clone(),
         };
-        let (writer, guard) = gathered(broken).expect("log thread starts");
+        let (writer, guard) = gathered(broken, |_| {}).expect("log thread starts");
         writer
             .make_writer()
             .write_all(b"0123456789abcdef\n")
@@ -437,7 +531,7 @@ mod tests {
             captured: output.clone(),
             calls: 0,
         };
-        let (writer, guard) = gathered(flaky).expect("log thread starts");
+        let (writer, guard) = gathered(flaky, |_| {}).expect("log thread starts");
         writer
             .make_writer()
             .write_all(b"{\"a\":1}\n")
@@ -471,7 +565,7 @@ mod tests {
 
     #[test]
     fn stalled_destination_bounds_shutdown() {
-        let (writer, guard) = gathered(Stalled).expect("log thread starts");
+        let (writer, guard) = gathered(Stalled, |_| {}).expect("log thread starts");
         writer
             .make_writer()
             .write_all(b"never written\n")

@@ -79,6 +79,7 @@ enum Command {
 /// writes them out (see [`log_writer`]). The returned guard writes what is left when dropped,
 /// so it must live until the command ends, and gives up after a second when stderr takes
 /// nothing. A killed process loses what is still buffered, usually the last 10 ms of lines.
+/// When stderr falls 256 KiB behind, new lines are dropped and their number is logged later.
 /// Other commands write each line at once, in order with what they print.
 fn init_logging(cli: &Cli, format: LogFormat) -> anyhow::Result<Option<LogGuard<Stderr>>> {
     let default = match cli.command {
@@ -89,8 +90,11 @@ fn init_logging(cli: &Cli, format: LogFormat) -> anyhow::Result<Option<LogGuard<
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let (writer, guard) = match cli.command {
         Command::Serve(_) => {
-            let (writer, guard) =
-                log_writer::gathered(std::io::stderr()).context("starting the log thread")?;
+            let report = |dropped| {
+                tracing::warn!(dropped, "stderr did not keep up, so log lines were dropped");
+            };
+            let (writer, guard) = log_writer::gathered(std::io::stderr(), report)
+                .context("starting the log thread")?;
             (BoxMakeWriter::new(writer), Some(guard))
         }
         _ => (BoxMakeWriter::new(std::io::stderr), None),

@@ -3,6 +3,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,24 @@ impl ServeProcess {
 
     /// Starts `sesame serve` with `serve_args` on `dir` as [`ServeProcess::start`] does.
     async fn start_with(dir: TempDir, serve_args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+        Self::launch(dir, serve_args, env, None).await
+    }
+
+    /// Starts `sesame serve` as [`ServeProcess::start`] does, but reads nothing from its stderr
+    /// until the returned sender sends or is dropped, as a stopped log collector would.
+    async fn start_with_stalled_stderr(env: &[(&str, &str)]) -> (ServeProcess, mpsc::Sender<()>) {
+        let (resume, resumed) = mpsc::channel();
+        let args = ["--bind", "127.0.0.1:0"];
+        let server = Self::launch(data_dir(""), &args, env, Some(resumed)).await;
+        (server, resume)
+    }
+
+    async fn launch(
+        dir: TempDir,
+        serve_args: &[&str],
+        env: &[(&str, &str)],
+        stderr_gate: Option<mpsc::Receiver<()>>,
+    ) -> ServeProcess {
         let database = TestDatabase::create().await;
         let mut command = Command::new(sesame_bin());
         command
@@ -57,6 +76,9 @@ impl ServeProcess {
         let mut child = command.spawn().expect("sesame serve starts");
         let mut stderr = child.stderr.take().expect("stderr");
         let stderr = std::thread::spawn(move || {
+            if let Some(gate) = stderr_gate {
+                let _ = gate.recv();
+            }
             let mut text = String::new();
             let _ = stderr.read_to_string(&mut text);
             text
@@ -346,6 +368,34 @@ async fn log_lines_carry_request_id() {
             "{id}: {messages:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn stalled_stderr_keeps_serving() {
+    let (server, resume) = ServeProcess::start_with_stalled_stderr(&[]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let url = format!("http://{}/healthz", server.address);
+    // Each request logs a line of about 150 bytes, so 4,000 lines pass both the pipe's buffer
+    // (64 KiB on Linux) and the log writer's (256 KiB).
+    for number in 0..4_000 {
+        let response = client.get(&url).send().await;
+        let status = response.map(|response| response.status().as_u16());
+        assert!(
+            matches!(status, Ok(200)),
+            "request {number} while stderr was not read: {status:?}"
+        );
+    }
+    drop(resume);
+    server.terminate();
+    let (status, stderr) = server.wait_exit();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stderr did not keep up, so log lines were dropped"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
