@@ -6,7 +6,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
 use sesame::install::ClientSpec;
-use sesame::store::{ClientKind, ClientRecord};
+use sesame::store::{ClientKind, ClientRecord, PASSWORD_CLIENT, PERSONAL_ACCESS_CLIENT};
 
 use super::{Output, UsageError, split_scopes};
 
@@ -104,16 +104,26 @@ pub async fn run(
     let code = match job {
         Job::Action(ClientAction::List) => {
             let clients = sesame.store().clients().await?;
-            let value = json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()});
+            let recorded = RecordedClients::read(&sesame).await?;
+            let value = json!({
+                "clients": clients
+                    .iter()
+                    .map(|client| client_json(client, recorded.role_of(client)))
+                    .collect::<Vec<_>>(),
+            });
             let mut text = String::new();
             for client in &clients {
                 text.push_str(&format!(
-                    "{}  {}  [{}]{}\n",
+                    "{}  {}  [{}]{}",
                     client.id,
                     client.name,
                     client.grant_types.join(", "),
                     if client.revoked { "  revoked" } else { "" }
                 ));
+                if let Some(role) = recorded.role_of(client) {
+                    text.push_str(&format!("  current {role} client"));
+                }
+                text.push('\n');
             }
             if clients.is_empty() {
                 text.push_str("No clients.");
@@ -169,7 +179,8 @@ pub async fn run(
                 spec.require_pkce = !args.no_pkce;
                 sesame::install::create_client_with(&sesame, &spec).await?
             };
-            let mut value = client_json(&client);
+            let recorded = RecordedClients::read(&sesame).await?;
+            let mut value = client_json(&client, recorded.role_of(&client));
             value["secret"] = json!(secret.as_ref().map(|s| s.expose()));
             let mut text = format!(
                 "Client created.\nClient ID: {}\nName: {}\n",
@@ -193,7 +204,38 @@ pub async fn run(
     Ok(code)
 }
 
-fn client_json(client: &ClientRecord) -> serde_json::Value {
+/// The clients that `sesame_meta` records as the current personal access client and as the
+/// password client. `client list` marks them, because an earlier personal access client
+/// replaced by `client --personal` stays in the list, unrevoked, for the tokens it issued.
+struct RecordedClients {
+    personal: Option<String>,
+    password: Option<String>,
+}
+
+impl RecordedClients {
+    async fn read(sesame: &sesame::Sesame) -> anyhow::Result<RecordedClients> {
+        let store = sesame.store();
+        let mut connection = store.pool().acquire().await?;
+        Ok(RecordedClients {
+            personal: store.meta(&mut connection, PERSONAL_ACCESS_CLIENT).await?,
+            password: store.meta(&mut connection, PASSWORD_CLIENT).await?,
+        })
+    }
+
+    /// Returns the role `client` is recorded in: `personal access` or `password`.
+    fn role_of(&self, client: &ClientRecord) -> Option<&'static str> {
+        // Compared here, byte for byte, because MySQL's collations ignore trailing spaces.
+        if self.personal.as_deref() == Some(client.id.as_str()) {
+            Some("personal access")
+        } else if self.password.as_deref() == Some(client.id.as_str()) {
+            Some("password")
+        } else {
+            None
+        }
+    }
+}
+
+fn client_json(client: &ClientRecord, role: Option<&str>) -> serde_json::Value {
     json!({
         "id": client.id,
         "name": client.name,
@@ -208,6 +250,7 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
         "revoked": client.revoked,
         "audience": client.audience,
         "created_at": client.created_at,
+        "current": role.is_some(),
     })
 }
 

@@ -33,6 +33,7 @@ pub use clients::{ClientKind, ClientRecord, DEVICE_CODE_GRANT, NewClient};
 pub use codes::{AuthCodeRecord, DeviceCodeRecord, DeviceStatus, NewAuthCode};
 pub use keys::{KeyRecord, KeyState};
 pub(crate) use lookup::Lookup;
+pub use meta::{PASSWORD_CLIENT, PERSONAL_ACCESS_CLIENT};
 pub use purge::PurgeFilter;
 pub use secrets::StoredSecret;
 pub use sessions::{AuthRequestRecord, SessionRecord};

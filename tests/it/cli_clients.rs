@@ -179,3 +179,62 @@ fn arguments_that_do_not_fit_together_exit_2() {
         "a client that does not exist is not a usage error: {stderr}"
     );
 }
+
+#[test]
+fn list_marks_current_clients() {
+    let dir = data_dir("");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["install", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let installed = json(&stdout);
+    let first_personal = installed["personal_access_client"].as_str().expect("id");
+    let password = installed["password_client"].as_str().expect("id");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["client", "--personal", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let created = json(&stdout);
+    assert_eq!(created["current"], true, "a new personal client is current");
+    let second_personal = created["id"].as_str().expect("id");
+    let (code, stdout, stderr) = run_cli(dir.path(), &["client", "--client", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["current"], false, "{stdout}");
+    let machine = json(&stdout)["id"].as_str().expect("id").to_owned();
+
+    let (_, stdout, _) = run_cli(dir.path(), &["client", "list", "--json"], &[]);
+    let listed = json(&stdout);
+    let current = |id: &str| {
+        listed["clients"]
+            .as_array()
+            .expect("clients")
+            .iter()
+            .find(|client| client["id"] == id)
+            .map(|client| client["current"].clone())
+    };
+    assert_eq!(
+        current(first_personal),
+        Some(Value::Bool(false)),
+        "{stdout}"
+    );
+    assert_eq!(
+        current(second_personal),
+        Some(Value::Bool(true)),
+        "{stdout}"
+    );
+    assert_eq!(current(password), Some(Value::Bool(true)), "{stdout}");
+    assert_eq!(current(&machine), Some(Value::Bool(false)), "{stdout}");
+
+    let (_, text, _) = run_cli(dir.path(), &["client", "list"], &[]);
+    let line_of = |id: &str| {
+        text.lines()
+            .find(|line| line.starts_with(id))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line_of(second_personal).ends_with("current personal access client"),
+        "{text}"
+    );
+    assert!(
+        line_of(password).ends_with("current password client"),
+        "{text}"
+    );
+    assert!(!line_of(first_personal).contains("current"), "{text}");
+}
