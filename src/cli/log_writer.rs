@@ -10,9 +10,10 @@
 //! over a queue whose thread woke for each line.
 //!
 //! No request thread waits for stderr before shutdown. The buffer fills when stderr takes lines
-//! more slowly than they come, or not at all, as a pipe whose reader has stopped. New lines are
-//! then dropped and counted, and the log thread reports the count once stderr takes a write
-//! again. A stalled log reader costs log lines, not requests.
+//! more slowly than they come, or not at all, as with a pipe whose reader has stopped. New
+//! lines are then dropped and counted, and the log thread reports the count once stderr takes a
+//! write again. Its report is added even to a full buffer, so it is never dropped itself. A
+//! stalled log reader costs log lines, not requests.
 
 use std::io::{ErrorKind, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
@@ -33,6 +34,18 @@ const EARLY_WAKE: usize = LIMIT / 4;
 
 /// Receives the number of lines dropped since the last report.
 type DropReport = Box<dyn Fn(u64) + Send>;
+
+/// The maximum number of bytes one write call hands the destination, unless one line is longer.
+/// A pipe takes a write of at most `PIPE_BUF` bytes (4,096 on Linux) whole or not at all, so
+/// when a stalled reader keeps the process from writing everything before it exits, no line is
+/// cut.
+const CHUNK: usize = 4096;
+
+thread_local! {
+    /// Whether this thread is the log thread, whose own lines (the reports of dropped lines)
+    /// are buffered even past [`LIMIT`].
+    static IS_LOG_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// The writer shared by request threads: a [`MakeWriter`] for tracing-subscriber.
 pub struct GatheredWriter<W> {
@@ -130,6 +143,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn write_lines<W: Write>(shared: &Shared<W>, report: &DropReport) {
+    IS_LOG_THREAD.set(true);
     let mut spare = Vec::new();
     loop {
         let mut state = lock(&shared.state);
@@ -140,6 +154,13 @@ fn write_lines<W: Write>(shared: &Shared<W>, report: &DropReport) {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         if state.lines.is_empty() {
+            // After shutdown began, a line logged by another thread writes the buffer out
+            // itself, so drops counted before may not have been reported yet.
+            let dropped = std::mem::take(&mut state.dropped);
+            drop(state);
+            if dropped > 0 {
+                report(dropped);
+            }
             return;
         }
         std::mem::swap(&mut state.lines, &mut spare);
@@ -163,11 +184,11 @@ fn write_lines<W: Write>(shared: &Shared<W>, report: &DropReport) {
     }
 }
 
-/// Writes `bytes` in full and empties it. A non-blocking destination that is full is retried
-/// every millisecond. After any other error the rest of the bytes is dropped, because writing
-/// them again from the start would repeat the part already written. When that leaves a line
-/// cut short, the next write starts on a new line. A log that cannot be written has nowhere
-/// to report it.
+/// Writes `bytes` in full and empties it, in chunks of whole lines of at most [`CHUNK`] bytes.
+/// A non-blocking destination that is full is retried every millisecond. After any other error
+/// the rest of the bytes is dropped, because writing them again from the start would repeat the
+/// part already written. When that leaves a line cut short, the next write starts on a new
+/// line. A log that cannot be written has nowhere to report it.
 fn write_out<W: Write>(destination: &mut Destination<W>, bytes: &mut Vec<u8>) {
     if bytes.is_empty() {
         return;
@@ -180,12 +201,35 @@ fn write_out<W: Write>(destination: &mut Destination<W>, bytes: &mut Vec<u8>) {
             return;
         }
     }
-    let written = write_retrying(&mut destination.writer, bytes);
-    if written > 0 && written < bytes.len() && bytes[written - 1] != b'\n' {
-        destination.torn = true;
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let chunk = &rest[..chunk_end(rest)];
+        let written = write_retrying(&mut destination.writer, chunk);
+        if written < chunk.len() {
+            if written > 0 && chunk[written - 1] != b'\n' {
+                destination.torn = true;
+            }
+            break;
+        }
+        rest = &rest[chunk.len()..];
     }
     let _ = destination.writer.flush();
     bytes.clear();
+}
+
+/// Returns the length of the first chunk of `bytes`: the whole lines that fit in [`CHUNK`]
+/// bytes, or the first line alone when it is longer.
+fn chunk_end(bytes: &[u8]) -> usize {
+    if bytes.len() <= CHUNK {
+        return bytes.len();
+    }
+    match bytes[..CHUNK].iter().rposition(|&byte| byte == b'\n') {
+        Some(newline) => newline + 1,
+        None => bytes[CHUNK..]
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .map_or(bytes.len(), |newline| CHUNK + newline + 1),
+    }
 }
 
 /// Writes as much of `bytes` as the writer takes, retrying interruptions and a full
@@ -248,7 +292,7 @@ impl<W: Write> Write for Line<'_, W> {
             return Ok(bytes.len());
         }
         let before = state.lines.len();
-        if before + bytes.len() > LIMIT {
+        if before + bytes.len() > LIMIT && !IS_LOG_THREAD.get() {
             state.dropped += 1;
             return Ok(bytes.len());
         }
@@ -344,21 +388,53 @@ mod tests {
         assert_eq!(text(&output), "alone\nafter the guard\n");
     }
 
-    /// A destination whose writes wait until the test opens it, as a pipe whose reader is
-    /// stopped for a while.
-    struct Gated {
-        captured: Captured,
-        open: Arc<(Mutex<bool>, Condvar)>,
+    /// Write permits for [`Metered`]: a count, or `None` once the test opened it for good.
+    #[derive(Clone, Default)]
+    struct Permits(Arc<(Mutex<Option<usize>>, Condvar)>);
+
+    impl Permits {
+        fn closed() -> Permits {
+            let permits = Permits::default();
+            *lock(&permits.0.0) = Some(0);
+            permits
+        }
+
+        fn grant(&self, count: usize) {
+            let (left, granted) = &*self.0;
+            let mut left = lock(left);
+            *left = left.map(|left| left + count);
+            granted.notify_all();
+        }
+
+        fn open(&self) {
+            let (left, granted) = &*self.0;
+            *lock(left) = None;
+            granted.notify_all();
+        }
     }
 
-    impl Write for Gated {
+    /// A destination whose writes each wait for a permit, as a pipe whose reader is stopped
+    /// for a while.
+    struct Metered {
+        captured: Captured,
+        permits: Permits,
+    }
+
+    impl Write for Metered {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            let (open, opened) = &*self.open;
-            let mut is_open = lock(open);
-            while !*is_open {
-                is_open = opened.wait(is_open).unwrap_or_else(PoisonError::into_inner);
+            let (left, granted) = &*self.permits.0;
+            let mut left = lock(left);
+            loop {
+                match *left {
+                    None => break,
+                    Some(count) if count > 0 => {
+                        *left = Some(count - 1);
+                        break;
+                    }
+                    Some(_) => left = granted.wait(left).unwrap_or_else(PoisonError::into_inner),
+                }
             }
-            drop(is_open);
+            drop(left);
             self.captured.write(bytes)
         }
 
@@ -367,43 +443,69 @@ mod tests {
         }
     }
 
-    #[test]
-    fn full_buffer_drops_and_counts_lines() {
-        let output = Captured::default();
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let gated = Gated {
-            captured: output.clone(),
-            open: gate.clone(),
-        };
-        let reports = Arc::new(Mutex::new(Vec::new()));
-        let report = {
-            let reports = reports.clone();
-            move |dropped| lock(&reports).push(dropped)
-        };
-        let (writer, guard) = gathered(gated, report).expect("log thread starts");
-        let line = format!("{}\n", "x".repeat(999));
-        let lines = 3 * LIMIT / line.len();
-        // The lines are logged on another thread, so that logging which waits for the closed
-        // destination fails the test instead of hanging it.
+    /// Logs `count` numbered lines of 1 KiB, starting at `first`, on another thread, so
+    /// that logging which waits for the destination fails the test instead of hanging it.
+    fn log_numbered<W: Write + Send + 'static>(
+        writer: &GatheredWriter<W>,
+        first: usize,
+        count: usize,
+    ) {
         let (finished, logged) = mpsc::channel();
         let logger = writer.clone();
         std::thread::spawn(move || {
-            for number in 0..lines {
-                let numbered = format!("{number:06}{}", &line[6..]);
+            for number in first..first + count {
+                let line = format!("{number:06}{}\n", "x".repeat(1017));
                 logger
                     .make_writer()
-                    .write_all(numbered.as_bytes())
+                    .write_all(line.as_bytes())
                     .expect("append");
-                assert!(lock(&logger.shared.state).lines.len() <= LIMIT);
             }
             let _ = finished.send(());
         });
         logged
             .recv_timeout(Duration::from_secs(10))
             .expect("logging finished while the destination took nothing");
-        let (open, opened) = &*gate;
-        *lock(open) = true;
-        opened.notify_all();
+    }
+
+    /// Waits until the log thread has taken the buffered lines and the dropped count.
+    fn wait_until_taken<W>(writer: &GatheredWriter<W>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = lock(&writer.shared.state);
+            if state.lines.is_empty() && state.dropped == 0 {
+                return;
+            }
+            drop(state);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log thread took nothing"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn full_buffer_drops_and_counts_lines() {
+        let output = Captured::default();
+        let permits = Permits::closed();
+        let metered = Metered {
+            captured: output.clone(),
+            permits: permits.clone(),
+        };
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let report = {
+            let reports = reports.clone();
+            move |dropped| lock(&reports).push(dropped)
+        };
+        let (writer, guard) = gathered(metered, report).expect("log thread starts");
+        let lines = 3 * LIMIT / 1024;
+        // The log thread takes the first line and waits for the destination, so that every
+        // later line finds it busy.
+        log_numbered(&writer, 0, 1);
+        wait_until_taken(&writer);
+        log_numbered(&writer, 1, lines - 1);
+        assert!(lock(&writer.shared.state).lines.len() <= LIMIT);
+        permits.open();
         drop(guard);
 
         let numbers: Vec<usize> = text(&output)
@@ -411,7 +513,7 @@ mod tests {
             .map(|line| line[..6].parse().expect("a whole line"))
             .collect();
         assert_eq!(numbers, (0..numbers.len()).collect::<Vec<_>>());
-        assert!(numbers.len() >= LIMIT / 1000, "a full buffer was written");
+        assert!(numbers.len() >= LIMIT / 1024, "a full buffer was written");
         assert!(
             numbers.len() < lines,
             "lines past the full buffer were dropped"
@@ -421,6 +523,75 @@ mod tests {
             usize::try_from(reported).expect("count"),
             lines - numbers.len()
         );
+    }
+
+    #[test]
+    fn report_added_to_full_buffer() {
+        let output = Captured::default();
+        let permits = Permits::closed();
+        let metered = Metered {
+            captured: output.clone(),
+            permits: permits.clone(),
+        };
+        // The report logs through the writer itself, as `serve`'s report does through tracing.
+        let logged_through: Arc<std::sync::OnceLock<GatheredWriter<Metered>>> = Arc::default();
+        let report = {
+            let logged_through = logged_through.clone();
+            move |dropped| {
+                if let Some(writer) = logged_through.get() {
+                    let line = format!("dropped {dropped}\n");
+                    let _ = writer.make_writer().write_all(line.as_bytes());
+                }
+            }
+        };
+        let (writer, guard) = gathered(metered, report).expect("log thread starts");
+        let _ = logged_through.set(writer.clone());
+        let lines = 2 * LIMIT / 1024;
+
+        // The first batch fills the buffer while the destination takes nothing, and the log
+        // thread takes it with its dropped count. The second batch fills the buffer again while
+        // that write waits, so the first report finds the buffer full.
+        log_numbered(&writer, 0, 1);
+        wait_until_taken(&writer);
+        log_numbered(&writer, 1, lines);
+        permits.grant(1);
+        wait_until_taken(&writer);
+        log_numbered(&writer, 1 + lines, lines);
+        permits.open();
+        // Both reports come before shutdown, which would write a report past the limit anyway.
+        let reports = |written: &str| -> Vec<usize> {
+            written
+                .lines()
+                .filter_map(|line| line.strip_prefix("dropped "))
+                .map(|count| count.parse().expect("a count"))
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while reports(&text(&output)).len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(guard);
+
+        let written = text(&output);
+        let counts = reports(&written);
+        let numbered = written
+            .lines()
+            .filter(|line| !line.starts_with("dropped "))
+            .count();
+        assert_eq!(counts.len(), 2, "one report per batch: {counts:?}");
+        assert_eq!(counts.iter().sum::<usize>(), 1 + 2 * lines - numbered);
+    }
+
+    #[test]
+    fn chunks_end_at_line_ends() {
+        let short = "s".repeat(99) + "\n";
+        let many = short.repeat(100);
+        assert_eq!(chunk_end(many.as_bytes()), 4000);
+        assert_eq!(chunk_end(&many.as_bytes()[..300]), 300);
+        let long = "l".repeat(9_999) + "\n" + &short;
+        assert_eq!(chunk_end(long.as_bytes()), 10_000);
+        let unterminated = "u".repeat(5_000);
+        assert_eq!(chunk_end(unterminated.as_bytes()), 5_000);
     }
 
     /// A non-blocking pipe that is often full: every other call fails with `WouldBlock`, and

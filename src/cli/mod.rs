@@ -91,7 +91,10 @@ fn init_logging(cli: &Cli, format: LogFormat) -> anyhow::Result<Option<LogGuard<
     let (writer, guard) = match cli.command {
         Command::Serve(_) => {
             let report = |dropped| {
-                tracing::warn!(dropped, "stderr did not keep up, so log lines were dropped");
+                tracing::warn!(
+                    lines = dropped,
+                    "dropped log lines because stderr did not keep up"
+                );
             };
             let (writer, guard) = log_writer::gathered(std::io::stderr(), report)
                 .context("starting the log thread")?;

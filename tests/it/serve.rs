@@ -378,7 +378,7 @@ async fn stalled_stderr_keeps_serving() {
         .build()
         .expect("client");
     let url = format!("http://{}/healthz", server.address);
-    // Each request logs a line of about 150 bytes, so 4,000 lines pass both the pipe's buffer
+    // Each request logs a line of about 180 bytes, so 4,000 lines pass both the pipe's buffer
     // (64 KiB on Linux) and the log writer's (256 KiB).
     for number in 0..4_000 {
         let response = client.get(&url).send().await;
@@ -393,7 +393,7 @@ async fn stalled_stderr_keeps_serving() {
     let (status, stderr) = server.wait_exit();
     assert!(status.success(), "{stderr}");
     assert!(
-        stderr.contains("stderr did not keep up, so log lines were dropped"),
+        stderr.contains("dropped log lines because stderr did not keep up"),
         "{stderr}"
     );
 }
