@@ -6,7 +6,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
 use sesame::install::ClientSpec;
-use sesame::store::{ClientKind, ClientRecord, PASSWORD_CLIENT, PERSONAL_ACCESS_CLIENT};
+use sesame::store::{ClientKind, ClientRecord, PERSONAL_ACCESS_CLIENT};
 
 use super::{Output, UsageError, split_scopes};
 
@@ -104,11 +104,11 @@ pub async fn run(
     let code = match job {
         Job::Action(ClientAction::List) => {
             let clients = sesame.store().clients().await?;
-            let recorded = RecordedClients::read(&sesame).await?;
+            let current = CurrentPersonalClient::read(&sesame).await?;
             let value = json!({
                 "clients": clients
                     .iter()
-                    .map(|client| client_json(client, recorded.role_of(client)))
+                    .map(|client| client_json(client, current.is(client)))
                     .collect::<Vec<_>>(),
             });
             let mut text = String::new();
@@ -120,8 +120,8 @@ pub async fn run(
                     client.grant_types.join(", "),
                     if client.revoked { "  revoked" } else { "" }
                 ));
-                if let Some(role) = recorded.role_of(client) {
-                    text.push_str(&format!("  current {role} client"));
+                if current.is(client) {
+                    text.push_str("  current personal access client");
                 }
                 text.push('\n');
             }
@@ -179,8 +179,8 @@ pub async fn run(
                 spec.require_pkce = !args.no_pkce;
                 sesame::install::create_client_with(&sesame, &spec).await?
             };
-            let recorded = RecordedClients::read(&sesame).await?;
-            let mut value = client_json(&client, recorded.role_of(&client));
+            let current = CurrentPersonalClient::read(&sesame).await?.is(&client);
+            let mut value = client_json(&client, current);
             value["secret"] = json!(secret.as_ref().map(|s| s.expose()));
             let mut text = format!(
                 "Client created.\nClient ID: {}\nName: {}\n",
@@ -188,6 +188,9 @@ pub async fn run(
             );
             if let Some(audience) = &client.audience {
                 text.push_str(&format!("Audience: {audience}\n"));
+            }
+            if current {
+                text.push_str("It is now the current personal access client.\n");
             }
             match &secret {
                 Some(secret) => text.push_str(&format!(
@@ -204,38 +207,31 @@ pub async fn run(
     Ok(code)
 }
 
-/// The clients that `sesame_meta` records as the current personal access client and as the
-/// password client. `client list` marks them, because an earlier personal access client
-/// replaced by `client --personal` stays in the list, unrevoked, for the tokens it issued.
-struct RecordedClients {
-    personal: Option<String>,
-    password: Option<String>,
-}
+/// The personal access client that `sesame_meta` records as current, when it exists and is not
+/// revoked. `client list` marks it, because an earlier one replaced by `client --personal` stays
+/// in the list, unrevoked, for the tokens it issued.
+struct CurrentPersonalClient(Option<String>);
 
-impl RecordedClients {
-    async fn read(sesame: &sesame::Sesame) -> anyhow::Result<RecordedClients> {
+impl CurrentPersonalClient {
+    async fn read(sesame: &sesame::Sesame) -> anyhow::Result<CurrentPersonalClient> {
         let store = sesame.store();
         let mut connection = store.pool().acquire().await?;
-        Ok(RecordedClients {
-            personal: store.meta(&mut connection, PERSONAL_ACCESS_CLIENT).await?,
-            password: store.meta(&mut connection, PASSWORD_CLIENT).await?,
-        })
+        Ok(CurrentPersonalClient(
+            store.meta(&mut connection, PERSONAL_ACCESS_CLIENT).await?,
+        ))
     }
 
-    /// Returns the role `client` is recorded in: `personal access` or `password`.
-    fn role_of(&self, client: &ClientRecord) -> Option<&'static str> {
+    /// Returns whether `client` is the current, usable personal access client. A revoked one
+    /// is not: the next token request replaces it.
+    fn is(&self, client: &ClientRecord) -> bool {
         // Compared here, byte for byte, because MySQL's collations ignore trailing spaces.
-        if self.personal.as_deref() == Some(client.id.as_str()) {
-            Some("personal access")
-        } else if self.password.as_deref() == Some(client.id.as_str()) {
-            Some("password")
-        } else {
-            None
-        }
+        client.personal_access_client
+            && !client.revoked
+            && self.0.as_deref() == Some(client.id.as_str())
     }
 }
 
-fn client_json(client: &ClientRecord, role: Option<&str>) -> serde_json::Value {
+fn client_json(client: &ClientRecord, current: bool) -> serde_json::Value {
     json!({
         "id": client.id,
         "name": client.name,
@@ -250,7 +246,7 @@ fn client_json(client: &ClientRecord, role: Option<&str>) -> serde_json::Value {
         "revoked": client.revoked,
         "audience": client.audience,
         "created_at": client.created_at,
-        "current": role.is_some(),
+        "current_personal_access_client": current,
     })
 }
 

@@ -181,7 +181,7 @@ fn arguments_that_do_not_fit_together_exit_2() {
 }
 
 #[test]
-fn list_marks_current_clients() {
+fn list_marks_current_personal_client() {
     let dir = data_dir("");
     let (code, stdout, stderr) = run_cli(dir.path(), &["install", "--json"], &[]);
     assert_eq!(code, 0, "{stderr}");
@@ -191,50 +191,43 @@ fn list_marks_current_clients() {
     let (code, stdout, stderr) = run_cli(dir.path(), &["client", "--personal", "--json"], &[]);
     assert_eq!(code, 0, "{stderr}");
     let created = json(&stdout);
-    assert_eq!(created["current"], true, "a new personal client is current");
-    let second_personal = created["id"].as_str().expect("id");
+    assert_eq!(created["current_personal_access_client"], true, "{stdout}");
+    let second_personal = created["id"].as_str().expect("id").to_owned();
     let (code, stdout, stderr) = run_cli(dir.path(), &["client", "--client", "--json"], &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(json(&stdout)["current"], false, "{stdout}");
+    assert_eq!(
+        json(&stdout)["current_personal_access_client"],
+        false,
+        "{stdout}"
+    );
     let machine = json(&stdout)["id"].as_str().expect("id").to_owned();
 
-    let (_, stdout, _) = run_cli(dir.path(), &["client", "list", "--json"], &[]);
-    let listed = json(&stdout);
     let current = |id: &str| {
-        listed["clients"]
+        let (_, stdout, _) = run_cli(dir.path(), &["client", "list", "--json"], &[]);
+        json(&stdout)["clients"]
             .as_array()
             .expect("clients")
             .iter()
             .find(|client| client["id"] == id)
-            .map(|client| client["current"].clone())
+            .map(|client| client["current_personal_access_client"].clone())
     };
-    assert_eq!(
-        current(first_personal),
-        Some(Value::Bool(false)),
-        "{stdout}"
-    );
-    assert_eq!(
-        current(second_personal),
-        Some(Value::Bool(true)),
-        "{stdout}"
-    );
-    assert_eq!(current(password), Some(Value::Bool(true)), "{stdout}");
-    assert_eq!(current(&machine), Some(Value::Bool(false)), "{stdout}");
+    assert_eq!(current(first_personal), Some(Value::Bool(false)));
+    assert_eq!(current(&second_personal), Some(Value::Bool(true)));
+    assert_eq!(current(password), Some(Value::Bool(false)));
+    assert_eq!(current(&machine), Some(Value::Bool(false)));
 
     let (_, text, _) = run_cli(dir.path(), &["client", "list"], &[]);
-    let line_of = |id: &str| {
-        text.lines()
-            .find(|line| line.starts_with(id))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert!(
-        line_of(second_personal).ends_with("current personal access client"),
-        "{text}"
-    );
-    assert!(
-        line_of(password).ends_with("current password client"),
-        "{text}"
-    );
-    assert!(!line_of(first_personal).contains("current"), "{text}");
+    let marked: Vec<&str> = text
+        .lines()
+        .filter(|line| line.ends_with("current personal access client"))
+        .collect();
+    assert_eq!(marked.len(), 1, "{text}");
+    assert!(marked[0].starts_with(&second_personal), "{text}");
+
+    // A revoked personal client is not current, although the record still names it.
+    let (code, _, stderr) = run_cli(dir.path(), &["client", "revoke", &second_personal], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(current(&second_personal), Some(Value::Bool(false)));
+    let (_, text, _) = run_cli(dir.path(), &["client", "list"], &[]);
+    assert!(!text.contains("current"), "{text}");
 }
