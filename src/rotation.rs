@@ -441,10 +441,14 @@ impl Sesame {
     /// # Errors
     ///
     /// [`Error::RotationPending`] when a key already waits to replace the same key,
-    /// [`Error::InvalidInput`] for an unsupported RSA length, and key file and database
-    /// errors. The key file is removed again when it cannot be recorded.
+    /// [`Error::InvalidInput`] for an unsupported RSA length, [`Error::Crypto`] when the new
+    /// key is already recorded in a state other than `next`, and key file and database errors.
+    /// The key file is removed again when it cannot be recorded.
     pub async fn rotate_key(&self, alg: Option<KeyAlgorithm>, rsa_bits: u32) -> Result<RotatedKey> {
-        self.refresh_keys().await?;
+        // Held for the whole rotation, so a refresh on this node cannot load the new key
+        // file first and record it without the key it replaces.
+        let _guard = self.key_ring().refresh.lock().await;
+        self.refresh_keys_locked().await?;
         let store = self.store();
         let replaces = self.key_ring().signing();
         let max_age = i64::try_from(self.config().jwks_max_age.as_secs()).unwrap_or(i64::MAX);
@@ -467,10 +471,6 @@ impl Sesame {
             tokio::task::spawn_blocking(move || SigningKey::generate(alg, rsa_bits))
                 .await
                 .map_err(|_| Error::Crypto("key generation task failed"))??;
-        // NOTE: a key refresh that runs between this write and the insert below can load the
-        // new file and record the key first. The insert then fails on the duplicate kid, and the
-        // file is removed although the key stays recorded. This is the likely, unconfirmed cause
-        // of a rare duplicate-key failure of `rotate_key` in the MariaDB tests.
         let path = keys::write_rotated_key_file(&self.config().keys_dir, &key, &pem_text)?;
 
         let now = self.now();
@@ -485,21 +485,27 @@ impl Sesame {
         };
         let recorded = async {
             let mut transaction = store.begin_write().await?;
-            store.insert_next_key(&mut transaction, &record).await?;
+            let recorded = store.insert_next_key(&mut transaction, &record).await?;
             transaction.commit().await?;
-            Ok::<(), Error>(())
+            Ok::<bool, Error>(recorded)
         }
         .await;
-        if let Err(error) = recorded {
-            let _ = std::fs::remove_file(&path);
-            return Err(error);
+        match recorded {
+            Ok(true) => {}
+            // The kid is a hash of the public key, so only this key can be recorded under it;
+            // its record must keep its private key.
+            Ok(false) => return Err(Error::Crypto("the new key was recorded in another state")),
+            Err(error) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(error);
+            }
         }
         tracing::info!(kid = key.kid(), replaces = ?replaced_kid, "rotated key; recorded as next");
 
         let kid = key.kid().to_owned();
         self.verifier().add_local(&key);
         self.key_ring().add(Arc::new(key));
-        self.refresh_keys().await?;
+        self.refresh_keys_locked().await?;
         Ok(RotatedKey {
             kid,
             alg,

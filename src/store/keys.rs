@@ -162,26 +162,48 @@ impl Store {
 
     /// Records a key made by a rotation as `next`, naming the current key it takes over from.
     ///
+    /// Another node sharing the key directory may load the new key file and record the key
+    /// first, as `next` with no key to replace. That record is completed instead. Returns
+    /// false when the kid is already recorded in any other way.
+    ///
     /// # Errors
     ///
-    /// [`crate::Error::Database`] on a query failure, including a kid already recorded.
+    /// [`crate::Error::Database`] on a query failure.
     pub async fn insert_next_key(
         &self,
         connection: &mut AnyConnection,
         record: &KeyRecord,
-    ) -> Result<()> {
-        let query = format!("INSERT INTO sesame_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    ) -> Result<bool> {
+        let next = KeyState::Next.as_str();
+        let insert =
+            format!("INSERT INTO sesame_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        let query = match self.backend {
+            Backend::MySql => format!(
+                "{insert} ON DUPLICATE KEY UPDATE replaces = \
+                 IF(state = '{next}' AND replaces IS NULL, VALUES(replaces), replaces)"
+            ),
+            _ => format!(
+                "{insert} ON CONFLICT (kid) DO UPDATE SET replaces = excluded.replaces \
+                 WHERE sesame_keys.state = '{next}' AND sesame_keys.replaces IS NULL"
+            ),
+        };
         sqlx::query(&self.sql(&query))
             .bind(&record.kid)
             .bind(&record.alg)
             .bind(&record.jwk)
-            .bind(KeyState::Next.as_str())
+            .bind(next)
             .bind(record.replaces.as_deref())
             .bind(record.created_at)
             .bind(record.updated_at)
-            .execute(connection)
+            .execute(&mut *connection)
             .await?;
-        Ok(())
+        // Row counts of an upsert differ between backends, so read the result back.
+        let stored = self.keys_in(connection).await?;
+        Ok(stored.iter().any(|stored| {
+            stored.kid == record.kid
+                && stored.key_state() == KeyState::Next
+                && stored.replaces == record.replaces
+        }))
     }
 
     /// Moves a key from state `from` to state `to`. Returns whether it was in state `from`, so

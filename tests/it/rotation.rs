@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sesame::keys::KeyAlgorithm;
-use sesame::store::{ClientKind, KeyState};
+use sesame::keys::{KeyAlgorithm, SigningKey};
+use sesame::store::{ClientKind, KeyRecord, KeyState};
 
 use crate::common::{Server, data_dir, decode_parts, run_cli};
 
@@ -373,6 +373,98 @@ async fn maintenance_task_promotes_on_time() {
     assert_eq!(state, KeyState::Current, "not promoted within 10 s");
     assert_eq!(key_state(&server, &old_kid).await, KeyState::Previous);
     assert_eq!(server.sesame.signing_key().kid(), rotated.kid);
+}
+
+/// A refresh on this node runs all through a rotation. Before, it could record the new key
+/// first, and the rotation then failed on the duplicate kid.
+#[tokio::test]
+async fn rotation_beside_constant_refreshes() {
+    let server = start().await;
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let refresher = server.sesame.clone();
+    let refreshes = tokio::spawn(async move {
+        loop {
+            refresher.refresh_keys().await.expect("refresh");
+            tokio::task::yield_now().await;
+        }
+    });
+    for _ in 0..20 {
+        let rotated = server
+            .sesame
+            .rotate_key(Some(KeyAlgorithm::Es256), 2048)
+            .await
+            .expect("rotate");
+        let records = server.sesame.store().keys().await.expect("keys");
+        let record = records
+            .iter()
+            .find(|record| record.kid == rotated.kid)
+            .expect("recorded key");
+        assert_eq!(record.replaces.as_deref(), Some(old_kid.as_str()));
+        server
+            .sesame
+            .retire_key(&rotated.kid)
+            .await
+            .expect("retire");
+    }
+    refreshes.abort();
+}
+
+/// Another node sharing the key directory may load a rotated key's file and record the key
+/// before the rotating node does. The rotating node completes that record.
+#[tokio::test]
+async fn rotation_completes_record_made_by_other_node() {
+    let server = start().await;
+    let store = server.sesame.store();
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let now = server.sesame.now();
+    let mut records = Vec::new();
+    for state in [KeyState::Next, KeyState::Current] {
+        let (key, _) = SigningKey::generate(KeyAlgorithm::Es256, 2048).expect("key");
+        let jwk = key.public_jwk().to_string();
+        let recorded = store
+            .record_key(key.kid(), "ES256", &jwk, state, now)
+            .await
+            .expect("record");
+        assert!(recorded);
+        records.push(KeyRecord {
+            kid: key.kid().to_owned(),
+            alg: "ES256".to_owned(),
+            jwk,
+            state: KeyState::Next.as_str().to_owned(),
+            replaces: Some(old_kid.clone()),
+            created_at: now,
+            updated_at: now,
+        });
+    }
+
+    let mut transaction = store.begin_write().await.expect("begin");
+    let completed = store
+        .insert_next_key(&mut transaction, &records[0])
+        .await
+        .expect("insert");
+    // A kid recorded in another state is left as it is.
+    let other_state = store
+        .insert_next_key(&mut transaction, &records[1])
+        .await
+        .expect("insert");
+    transaction.commit().await.expect("commit");
+    assert!(completed);
+    assert!(!other_state);
+
+    let stored = store.keys().await.expect("keys");
+    let find = |kid: &str| {
+        stored
+            .iter()
+            .find(|record| record.kid == kid)
+            .expect("record")
+    };
+    assert_eq!(
+        find(&records[0].kid).replaces.as_deref(),
+        Some(old_kid.as_str())
+    );
+    assert_eq!(find(&records[0].kid).key_state(), KeyState::Next);
+    assert_eq!(find(&records[1].kid).replaces, None);
+    assert_eq!(find(&records[1].kid).key_state(), KeyState::Current);
 }
 
 #[test]
