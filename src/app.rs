@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::grant::client_auth::ClientCache;
 use crate::keys::{self, KeyAlgorithm, SigningKey};
 use crate::metrics::Metrics;
 use crate::password::{PasswordHasher, SignInTurns};
@@ -79,6 +80,7 @@ struct Inner {
     token_writer: std::sync::OnceLock<TokenWriter>,
     client_lookup: std::sync::OnceLock<Lookup<ClientRecord>>,
     token_lookup: std::sync::OnceLock<Lookup<AccessTokenRecord>>,
+    client_cache: ClientCache,
 }
 
 impl std::fmt::Debug for Sesame {
@@ -171,6 +173,7 @@ impl Sesame {
                 token_writer: std::sync::OnceLock::new(),
                 client_lookup: std::sync::OnceLock::new(),
                 token_lookup: std::sync::OnceLock::new(),
+                client_cache: ClientCache::default(),
             }),
         };
         sesame.refresh_keys().await?;
@@ -219,19 +222,27 @@ impl Sesame {
     }
 
     /// Inserts an access token row that is written outside any transaction, through the
-    /// group-commit writer. Returns after the row is committed.
+    /// group-commit writer. Returns after the row is committed. A row issued to a client
+    /// from the client cache passes that record as `cached_client`.
     ///
     /// # Errors
     ///
+    /// [`Error::ClientChanged`] when the stored client no longer equals `cached_client`, and
     /// [`Error::Database`] when the row could not be inserted.
     pub(crate) async fn insert_access_token(
         &self,
         row: NewAccessToken,
+        cached_client: Option<ClientRecord>,
         announced: Announced,
     ) -> Result<()> {
         self.token_writer()
-            .insert(&self.inner.store, row, announced)
+            .insert(&self.inner.store, row, cached_client, announced)
             .await
+    }
+
+    /// The clients kept for client_credentials requests.
+    pub(crate) fn client_cache(&self) -> &ClientCache {
+        &self.inner.client_cache
     }
 
     /// Announces an access token row that is about to be signed and then passed to

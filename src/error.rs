@@ -175,6 +175,12 @@ pub enum Error {
     /// Signing or key generation failed inside the crypto library.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),
+
+    /// A client was changed, revoked or deleted after a token request read it from the
+    /// client cache, so the token was not stored. The token endpoint then handles the request
+    /// again with the stored client.
+    #[error("the client changed while its token was issued")]
+    ClientChanged,
 }
 
 impl Error {

@@ -1,9 +1,48 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use crate::app::Sesame;
 use crate::grant::{GrantError, OAuthError};
 use crate::store::ClientRecord;
 use crate::token::secret::verify_secret;
+
+/// Clients kept by [`ClientCache`] at most; a full cache starts again empty.
+const MAX_CACHED_CLIENTS: usize = 1024;
+
+/// Clients that recently got a client_credentials token, so the next request can skip reading
+/// the client. An entry is only a guess. The token writer stores a token issued from it only
+/// while the stored client still equals it. So a client changed, revoked or deleted by any
+/// process or node stops getting tokens from the cache at once.
+#[derive(Debug, Default)]
+pub(crate) struct ClientCache {
+    clients: Mutex<HashMap<String, ClientRecord>>,
+}
+
+impl ClientCache {
+    /// Returns the cached client with this id.
+    pub(crate) fn get(&self, id: &str) -> Option<ClientRecord> {
+        self.clients.lock().ok()?.get(id).cloned()
+    }
+
+    /// Keeps `client`, replacing an entry with its id.
+    pub(crate) fn put(&self, client: &ClientRecord) {
+        if let Ok(mut clients) = self.clients.lock() {
+            if clients.len() >= MAX_CACHED_CLIENTS && !clients.contains_key(&client.id) {
+                clients.clear();
+            }
+            clients.insert(client.id.clone(), client.clone());
+        }
+    }
+
+    /// Drops the entry with this id.
+    pub(crate) fn forget(&self, id: &str) {
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.remove(id);
+        }
+    }
+}
 
 /// Credentials a client presented, by HTTP Basic or in the form body. `Debug` hides the
 /// secret.
@@ -43,15 +82,84 @@ pub async fn authenticate(
         GrantError::OAuth(error)
     };
     let client = sesame.lookup_client(&credentials.client_id).await?;
-    let Some(client) = client else {
-        return Err(failed());
-    };
+    match client {
+        Some(client) if accepts(&client, credentials) => Ok(client),
+        _ => Err(failed()),
+    }
+}
+
+/// Authenticates a client against its entry in the client cache, if it has one and the
+/// credentials match it. The caller must issue tokens only through the token writer with this
+/// record, which checks it against the stored client.
+pub(crate) fn authenticate_cached(
+    sesame: &Sesame,
+    credentials: &ClientCredentials,
+) -> Option<ClientRecord> {
+    let client = sesame.client_cache().get(&credentials.client_id)?;
+    accepts(&client, credentials).then_some(client)
+}
+
+/// Checks that `client` is not revoked and that the credentials carry its secret, or no secret
+/// for a public client.
+fn accepts(client: &ClientRecord, credentials: &ClientCredentials) -> bool {
     if client.revoked {
-        return Err(failed());
+        return false;
     }
     match (&client.secret_hash, &credentials.secret) {
-        (Some(stored), Some(presented)) if verify_secret(presented, stored) => Ok(client),
-        (None, None) => Ok(client),
-        _ => Err(failed()),
+        (Some(stored), Some(presented)) => verify_secret(presented, stored),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ClientCache, MAX_CACHED_CLIENTS};
+    use crate::store::ClientRecord;
+
+    fn client(id: &str) -> ClientRecord {
+        ClientRecord {
+            id: id.to_owned(),
+            user_id: None,
+            name: "machine".to_owned(),
+            secret_hash: Some("sha256:00".to_owned()),
+            redirect_uris: Vec::new(),
+            grant_types: vec!["client_credentials".to_owned()],
+            scopes: None,
+            personal_access_client: false,
+            password_client: false,
+            first_party: false,
+            require_pkce: false,
+            revoked: false,
+            audience: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn entries_replaced_and_forgotten() {
+        let cache = ClientCache::default();
+        cache.put(&client("a"));
+        let mut revoked = client("a");
+        revoked.revoked = true;
+        cache.put(&revoked);
+        assert_eq!(cache.get("a"), Some(revoked));
+        cache.forget("a");
+        assert_eq!(cache.get("a"), None);
+    }
+
+    #[test]
+    fn full_cache_starts_again() {
+        let cache = ClientCache::default();
+        for index in 0..MAX_CACHED_CLIENTS {
+            cache.put(&client(&index.to_string()));
+        }
+        // Replacing a kept client never empties the cache.
+        cache.put(&client("0"));
+        assert!(cache.get("1").is_some());
+
+        cache.put(&client("one more"));
+        assert!(cache.get("one more").is_some());
+        assert_eq!(cache.get("1"), None);
     }
 }

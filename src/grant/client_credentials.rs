@@ -18,6 +18,29 @@ pub async fn grant(
     client: &ClientRecord,
     params: &Params,
 ) -> Result<TokenResponse, GrantError> {
+    issue(sesame, client, params, false).await
+}
+
+/// Issues a token as [`grant`] does, to a client read from the client cache. The token is
+/// stored and returned only if the stored client still equals `client`.
+///
+/// # Errors
+///
+/// As [`grant`], and [`crate::Error::ClientChanged`] when the stored client differs.
+pub(crate) async fn grant_cached(
+    sesame: &Sesame,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, GrantError> {
+    issue(sesame, client, params, true).await
+}
+
+async fn issue(
+    sesame: &Sesame,
+    client: &ClientRecord,
+    params: &Params,
+    cached: bool,
+) -> Result<TokenResponse, GrantError> {
     if !client.is_confidential() || !client.allows_grant("client_credentials") {
         return Err(OAuthError::unauthorized_client(
             "this client may not use the client_credentials grant",
@@ -33,7 +56,8 @@ pub async fn grant(
         ttl_seconds: ttl,
         name: None,
     };
-    let (access_token, _) = issue_standalone_access_token(sesame, issue).await?;
+    let (access_token, _) =
+        issue_standalone_access_token(sesame, issue, cached.then_some(client)).await?;
     Ok(TokenResponse {
         token_type: "Bearer",
         expires_in: ttl,

@@ -16,7 +16,7 @@ use sqlx::AnyConnection;
 
 use crate::app::Sesame;
 use crate::error::Error;
-use crate::store::{NewAccessToken, NewRefreshToken};
+use crate::store::{ClientRecord, NewAccessToken, NewRefreshToken};
 use crate::token::jwt::{self, AccessClaims};
 use crate::token::secret::Secret;
 
@@ -188,16 +188,20 @@ pub(crate) async fn issue_access_token(
 
 /// Signs an access token that no other row depends on and inserts its row through the
 /// group-commit writer, so concurrent requests share one commit. Returns the JWT and the row
-/// once the row is committed.
+/// once the row is committed. `cached_client` is the client as read from the client cache,
+/// when it was; the row is then stored only if the stored client still equals it.
 pub(crate) async fn issue_standalone_access_token(
     sesame: &Sesame,
     issue: Issue<'_>,
+    cached_client: Option<&ClientRecord>,
 ) -> Result<(String, NewAccessToken), Error> {
     let announced = sesame.announce_access_token();
     let started = std::time::Instant::now();
     let (token, row) = sign_access_token(sesame, issue).await?;
     announced.signed_in(started.elapsed());
-    sesame.insert_access_token(row.clone(), announced).await?;
+    sesame
+        .insert_access_token(row.clone(), cached_client.cloned(), announced)
+        .await?;
     Ok((token, row))
 }
 
@@ -268,7 +272,7 @@ pub(crate) async fn issue_refresh_token(
 /// Parses the `scope` parameter and checks it for `client`.
 pub(crate) fn requested_scopes(
     sesame: &Sesame,
-    client: &crate::store::ClientRecord,
+    client: &ClientRecord,
     params: &Params,
 ) -> Result<Vec<String>, OAuthError> {
     let scopes = crate::scopes::parse(params.get("scope").unwrap_or_default())

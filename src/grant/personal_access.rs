@@ -92,7 +92,7 @@ impl Sesame {
             ttl_seconds: ttl_seconds(self.config().pat_ttl),
             name: Some(name),
         };
-        let (access_token, row) = issue_standalone_access_token(self, issue).await?;
+        let (access_token, row) = issue_standalone_access_token(self, issue, None).await?;
         tracing::info!(user_id, token_id = %row.id, "created personal access token");
         if let Some(metrics) = self.metrics() {
             metrics.record_token_issued("personal_access");

@@ -11,7 +11,10 @@ use super::form::{OAuthForm, client_credentials};
 use super::no_store;
 use super::rate_limit::RateLimits;
 use crate::app::Sesame;
+use crate::error::Error;
+use crate::grant::client_auth::ClientCredentials;
 use crate::grant::{self, GrantError, OAuthError};
+use crate::store::ClientRecord;
 
 /// The `grant_type` values the token endpoint accepts.
 const SUPPORTED_GRANTS: [&str; 5] = [
@@ -83,7 +86,25 @@ async fn token_inner(
     }
     let credentials = client_credentials(headers, params)?
         .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
-    let client = grant::client_auth::authenticate(sesame, &credentials).await?;
+    if grant_type == "client_credentials" {
+        return client_credentials_token(sesame, limits, &credentials, params).await;
+    }
+    let client = authenticate(sesame, limits, &credentials).await?;
+    match grant_type {
+        "password" => grant::password::grant(sesame, &client, params).await,
+        "authorization_code" => grant::authorization_code::grant(sesame, &client, params).await,
+        "refresh_token" => grant::refresh_token::grant(sesame, &client, params).await,
+        _ => grant::device_code::grant(sesame, &client, params).await,
+    }
+}
+
+/// Authenticates the client from its stored row and counts the request against its rate limit.
+async fn authenticate(
+    sesame: &Sesame,
+    limits: &RateLimits,
+    credentials: &ClientCredentials,
+) -> Result<ClientRecord, GrantError> {
+    let client = grant::client_auth::authenticate(sesame, credentials).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     // Only clients that proved a secret are counted, so sending another client's id cannot
     // spend its budget, and unknown ids take no memory. A public client's id is not secret,
@@ -91,11 +112,47 @@ async fn token_inner(
     if client.is_confidential() {
         limits.check_client(&client.id)?;
     }
-    match grant_type {
-        "client_credentials" => grant::client_credentials::grant(sesame, &client, params).await,
-        "password" => grant::password::grant(sesame, &client, params).await,
-        "authorization_code" => grant::authorization_code::grant(sesame, &client, params).await,
-        "refresh_token" => grant::refresh_token::grant(sesame, &client, params).await,
-        _ => grant::device_code::grant(sesame, &client, params).await,
+    Ok(client)
+}
+
+/// The client_credentials grant, tried first with the client from the client cache. When that
+/// attempt fails in a way a change to the client could explain (the token writer found the
+/// stored client changed, or the grant or a scope was refused), the entry is dropped and the
+/// request is handled again with the stored client. A success from the stored client puts it
+/// in the cache.
+async fn client_credentials_token(
+    sesame: &Sesame,
+    limits: &RateLimits,
+    credentials: &ClientCredentials,
+    params: &grant::Params,
+) -> Result<grant::TokenResponse, GrantError> {
+    if let Some(client) = grant::client_auth::authenticate_cached(sesame, credentials) {
+        tracing::Span::current().record("client_id", client.id.as_str());
+        limits.check_client(&client.id)?;
+        match grant::client_credentials::grant_cached(sesame, &client, params).await {
+            Err(error) if may_follow_from_change(&error) => {
+                tracing::debug!(client_id = %client.id, "cached client is stale; reading it again");
+                sesame.client_cache().forget(&client.id);
+            }
+            result => return result,
+        }
+        let client = grant::client_auth::authenticate(sesame, credentials).await?;
+        let response = grant::client_credentials::grant(sesame, &client, params).await?;
+        sesame.client_cache().put(&client);
+        return Ok(response);
+    }
+    let client = authenticate(sesame, limits, credentials).await?;
+    let response = grant::client_credentials::grant(sesame, &client, params).await?;
+    sesame.client_cache().put(&client);
+    Ok(response)
+}
+
+/// Checks whether a client_credentials attempt with a cached client may have failed because
+/// the cached record is out of date.
+fn may_follow_from_change(error: &GrantError) -> bool {
+    match error {
+        GrantError::Internal(Error::ClientChanged) => true,
+        GrantError::OAuth(error) => matches!(error.code, "unauthorized_client" | "invalid_scope"),
+        GrantError::Internal(_) => false,
     }
 }

@@ -99,7 +99,7 @@ impl std::fmt::Debug for NewClient {
 }
 
 /// A stored client. `Debug` never shows the secret hash.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientRecord {
     /// The client id.
     pub id: String,

@@ -1,7 +1,12 @@
 //! Group commit for access token rows written on their own, as client credentials and personal
 //! access tokens are. One task takes every row waiting at that moment and inserts them with one
 //! multi-row INSERT, so concurrent token requests share one statement and one commit.
+//!
+//! A row issued from the client cache names the client as the request saw it. Before the
+//! INSERT, the task reads those clients again and fails the rows whose client has changed
+//! since, been revoked or deleted, so a cached client never outlives a change to it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,9 +14,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::lookup::BatchReceiver;
-use super::{HeldConnection, NewAccessToken, Store};
-use crate::error::Result;
+use sqlx::AnyConnection;
+
+use super::lookup::{BatchReceiver, Keyed};
+use super::{ClientRecord, HeldConnection, NewAccessToken, Store};
+use crate::error::{Error, Result};
 
 /// Rows written by one INSERT at most. Ten columns each keeps the statement far below every
 /// backend's bound-parameter limit (32,766 on SQLite 3.32+, 65,535 on PostgreSQL and MySQL).
@@ -25,6 +32,8 @@ const MAX_LINGER: Duration = Duration::from_millis(2);
 
 struct Job {
     row: NewAccessToken,
+    /// The client as the request read it from the client cache, if it did.
+    cached_client: Option<ClientRecord>,
     done: oneshot::Sender<Result<()>>,
 }
 
@@ -85,36 +94,50 @@ impl TokenWriter {
     }
 
     /// Inserts `row` and returns once its commit is done, so a token is never handed out
-    /// for a row that was not stored. Inserts directly when the writer task is gone (its
-    /// runtime shut down).
+    /// for a row that was not stored. With `cached_client`, the client the request read from
+    /// the client cache, the row is inserted only if the stored client still equals it.
+    /// Inserts directly when the writer task is gone (its runtime shut down).
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Database`] when the row could not be inserted.
+    /// [`Error::ClientChanged`] when the stored client differs from `cached_client` or is
+    /// gone, and [`Error::Database`] when the row could not be inserted.
     pub(crate) async fn insert(
         &self,
         store: &Store,
         row: NewAccessToken,
+        cached_client: Option<ClientRecord>,
         announced: Announced,
     ) -> Result<()> {
         let (done, outcome) = oneshot::channel();
-        let job = Job { row, done };
+        let job = Job {
+            row,
+            cached_client,
+            done,
+        };
         let sent = self.sender.send(job).await;
         drop(announced);
-        let row = match sent {
+        let job = match sent {
             Ok(()) => match outcome.await {
                 Ok(result) => return result,
-                Err(_) => return Err(crate::Error::Database(sqlx::Error::WorkerCrashed)),
+                Err(_) => return Err(Error::Database(sqlx::Error::WorkerCrashed)),
             },
-            Err(mpsc::error::SendError(job)) => job.row,
+            Err(mpsc::error::SendError(job)) => job,
         };
-        insert_one(store, &row).await
+        let mut connection = store.pool().acquire().await?;
+        let changed = changed_clients(store, &mut connection, std::slice::from_ref(&job)).await?;
+        if !changed.is_empty() {
+            return Err(Error::ClientChanged);
+        }
+        drop(connection);
+        insert_one(store, &job.row).await
     }
 }
 
 /// Writes whatever is waiting as one INSERT, after waiting up to one signature's time for rows
-/// still being signed. When the batch fails, each row is tried alone so that one bad row fails
-/// only its own request and each request gets its own error.
+/// still being signed. Rows whose cached client changed are failed first. When the batch fails,
+/// each row is tried alone so that one bad row fails only its own request and each request gets
+/// its own error.
 async fn write_batches(store: Store, mut receiver: BatchReceiver<Job>, signing: Arc<Signing>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut task_connection = HeldConnection::default();
@@ -131,6 +154,12 @@ async fn write_batches(store: Store, mut receiver: BatchReceiver<Job>, signing: 
                     break;
                 }
                 Err(_) => break,
+            }
+        }
+        if batch.iter().any(|job| job.cached_client.is_some()) {
+            fail_changed_clients(&store, &mut task_connection, &mut batch).await;
+            if batch.is_empty() {
+                continue;
             }
         }
         let rows: Vec<&NewAccessToken> = batch.iter().map(|job| &job.row).collect();
@@ -153,6 +182,69 @@ async fn write_batches(store: Store, mut receiver: BatchReceiver<Job>, signing: 
             }
         }
     }
+}
+
+/// Sends [`Error::ClientChanged`] to the jobs in `batch` whose cached client no longer equals
+/// its stored row, and removes them. When the clients cannot be read, every job with a cached
+/// client gets that error, so its request is handled again without the cache.
+async fn fail_changed_clients(
+    store: &Store,
+    task_connection: &mut HeldConnection,
+    batch: &mut Vec<Job>,
+) {
+    let checked = match task_connection.get(store).await {
+        Ok(connection) => changed_clients(store, connection, batch).await,
+        Err(error) => Err(error),
+    };
+    let changed = checked.unwrap_or_else(|error| {
+        task_connection.discard();
+        tracing::warn!(%error, "reading cached clients again failed");
+        cached_ids(batch).into_iter().map(str::to_owned).collect()
+    });
+    if changed.is_empty() {
+        return;
+    }
+    let (stale, kept): (Vec<Job>, Vec<Job>) = batch.drain(..).partition(|job| {
+        job.cached_client
+            .as_ref()
+            .is_some_and(|client| changed.contains(&client.id))
+    });
+    batch.extend(kept);
+    for job in stale {
+        let _ = job.done.send(Err(Error::ClientChanged));
+    }
+}
+
+/// Lists the ids of the cached clients in `jobs`, each once.
+fn cached_ids(jobs: &[Job]) -> Vec<&str> {
+    let mut ids: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| job.cached_client.as_ref())
+        .map(|client| client.id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Reads the cached clients of `jobs` again and returns the ids of those whose stored row
+/// differs from the cached one or is gone.
+async fn changed_clients(
+    store: &Store,
+    connection: &mut AnyConnection,
+    jobs: &[Job],
+) -> Result<HashSet<String>> {
+    let ids = cached_ids(jobs);
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let stored = ClientRecord::fetch_many(store, connection, &ids).await?;
+    Ok(jobs
+        .iter()
+        .filter_map(|job| job.cached_client.as_ref())
+        .filter(|cached| !stored.contains(cached))
+        .map(|cached| cached.id.clone())
+        .collect())
 }
 
 async fn write_batch(

@@ -5,6 +5,7 @@ mod authorize;
 mod browser;
 mod checkpoint;
 mod cli_clients;
+mod client_cache;
 mod clients_api;
 mod coalesced;
 mod common;
