@@ -71,6 +71,14 @@ impl PasswordHasher {
         Ok(known && matches)
     }
 
+    /// Checks a client secret against a bcrypt hash (client secrets moved from Passport). A
+    /// bcrypt check takes tens of milliseconds, so it runs here, under the same bound as
+    /// password hashes, instead of stalling an async worker.
+    pub(crate) async fn verify_bcrypt(&self, presented: String, stored: String) -> Result<bool> {
+        self.run(move || crate::token::secret::verify_secret(&presented, &stored))
+            .await
+    }
+
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let permit = tokio::time::timeout(QUEUE_WAIT, self.permits.clone().acquire_owned())
             .await

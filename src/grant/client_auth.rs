@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use crate::app::Sesame;
 use crate::grant::{GrantError, OAuthError};
 use crate::store::ClientRecord;
-use crate::token::secret::verify_secret;
+use crate::token::secret::{is_bcrypt, verify_secret};
 
 /// Clients kept by [`ClientCache`] at most; a full cache starts again empty.
 const MAX_CACHED_CLIENTS: usize = 1024;
@@ -26,8 +26,17 @@ impl ClientCache {
         self.clients.lock().ok()?.get(id).cloned()
     }
 
-    /// Keeps `client`, replacing an entry with its id.
+    /// Keeps `client`, replacing an entry with its id. A client whose secret is not a
+    /// `sha256:` hash is not kept: a bcrypt secret would be checked twice whenever a wrong
+    /// secret fails against the kept record.
     pub(crate) fn put(&self, client: &ClientRecord) {
+        let sha256 = client
+            .secret_hash
+            .as_deref()
+            .is_some_and(|hash| hash.starts_with("sha256:"));
+        if !sha256 {
+            return;
+        }
         if let Ok(mut clients) = self.clients.lock() {
             if clients.len() >= MAX_CACHED_CLIENTS && !clients.contains_key(&client.id) {
                 clients.clear();
@@ -81,11 +90,18 @@ pub async fn authenticate(
         error.basic_challenge = credentials.via_basic;
         GrantError::OAuth(error)
     };
-    let client = sesame.lookup_client(&credentials.client_id).await?;
-    match client {
-        Some(client) if accepts(&client, credentials) => Ok(client),
-        _ => Err(failed()),
-    }
+    let Some(client) = sesame.lookup_client(&credentials.client_id).await? else {
+        return Err(failed());
+    };
+    let accepted = match (&client.secret_hash, &credentials.secret) {
+        (Some(stored), Some(presented)) if !client.revoked && is_bcrypt(stored) => sesame
+            .hasher()
+            .verify_bcrypt(presented.clone(), stored.clone())
+            .await
+            .map_err(GrantError::from)?,
+        _ => accepts(&client, credentials),
+    };
+    if accepted { Ok(client) } else { Err(failed()) }
 }
 
 /// Authenticates a client against its entry in the client cache, if it has one and the
@@ -100,7 +116,8 @@ pub(crate) fn authenticate_cached(
 }
 
 /// Checks that `client` is not revoked and that the credentials carry its secret, or no secret
-/// for a public client.
+/// for a public client. [`authenticate`] checks bcrypt secrets on the hashing threads instead,
+/// and the client cache keeps no client with one.
 fn accepts(client: &ClientRecord, credentials: &ClientCredentials) -> bool {
     if client.revoked {
         return false;
@@ -146,6 +163,15 @@ mod tests {
         assert_eq!(cache.get("a"), Some(revoked));
         cache.forget("a");
         assert_eq!(cache.get("a"), None);
+    }
+
+    #[test]
+    fn bcrypt_clients_not_kept() {
+        let cache = ClientCache::default();
+        let mut moved = client("moved from passport");
+        moved.secret_hash = Some("$2y$04$abcdefghijklmnopqrstuu".to_owned());
+        cache.put(&moved);
+        assert_eq!(cache.get("moved from passport"), None);
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub fn is_hashed(stored: &str) -> bool {
     stored.starts_with("sha256:") || is_bcrypt(stored)
 }
 
-fn is_bcrypt(stored: &str) -> bool {
+/// Checks whether a stored secret is a bcrypt hash, whose check is slow.
+pub(crate) fn is_bcrypt(stored: &str) -> bool {
     ["$2y$", "$2b$", "$2a$"]
         .iter()
         .any(|prefix| stored.starts_with(prefix))

@@ -112,3 +112,32 @@ async fn widened_client_served_at_once() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["scope"], "write");
 }
+
+/// A bcrypt secret moved from Passport is checked on the hashing threads on every request, and
+/// a client with one is not kept, so a new bcrypt secret ends the old one at once.
+#[tokio::test]
+async fn bcrypt_secret_checked_each_time() {
+    let server = Server::start().await;
+    let (id, _) = server.client(ClientKind::ClientCredentials, None).await;
+    let set_bcrypt = |secret: &str| {
+        let hash = bcrypt::hash(secret, 4)
+            .expect("bcrypt")
+            .replacen("$2b$", "$2y$", 1);
+        format!("UPDATE oauth_clients SET secret = '{hash}' WHERE id = '{id}'")
+    };
+    log_capture::record("client_secret", "passport secret one");
+    log_capture::record("client_secret", "passport secret two");
+    server.execute(&set_bcrypt("passport secret one")).await;
+    for _ in 0..2 {
+        let (status, body) = request(&server, &id, "passport secret one", "read").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, _) = request(&server, &id, "passport secret two", "read").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    server.execute(&set_bcrypt("passport secret two")).await;
+    let (status, _) = request(&server, &id, "passport secret one", "read").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = request(&server, &id, "passport secret two", "read").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
