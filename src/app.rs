@@ -154,10 +154,9 @@ impl Sesame {
         let rotated_keys: Vec<SigningKey> = rotated.into_iter().map(|key| key.key).collect();
         let primary = loaded.key;
         let install_clients = options.install;
+        // Rotated keys verify once their records say so; only the primary key verifies
+        // unrecorded, for a database that is read-only.
         let verifier = Verifier::new(&primary);
-        for key in &rotated_keys {
-            verifier.add_local(key);
-        }
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)?;
         let metrics = config.metrics.then(Metrics::new);
         let sesame = Sesame {

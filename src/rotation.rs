@@ -170,27 +170,43 @@ fn is_due(record: &KeyRecord, now: i64, max_age: i64) -> bool {
     record.key_state() == KeyState::Next && record.updated_at.saturating_add(max_age) < now
 }
 
-/// Returns the key states as they are once every due `next` key is promoted.
+/// Fails with [`Error::RotationPending`] when a `next` key already waits to replace
+/// `replaced`.
+fn pending_rotation(records: &[KeyRecord], replaced: Option<&str>, max_age: i64) -> Result<()> {
+    let pending = records.iter().find(|record| {
+        record.key_state() == KeyState::Next && record.replaces.as_deref() == replaced
+    });
+    match pending {
+        Some(pending) => Err(Error::RotationPending {
+            current_at: pending.updated_at.saturating_add(max_age),
+            kid: pending.kid.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Returns the key states as they are once every due `next` key is promoted, as
+/// [`Sesame::promote_due_keys`] does. In order, each due key replaces its current key. A due
+/// key whose key is no longer current, because another rotation replaced it first, is retired.
 fn promoted_at(records: &[KeyRecord], now: i64, max_age: i64) -> Vec<KeyRecord> {
-    let replaced: Vec<&str> = records
-        .iter()
-        .filter(|record| is_due(record, now, max_age))
-        .filter_map(|record| record.replaces.as_deref())
-        .collect();
-    records
-        .iter()
-        .map(|record| {
-            let mut record = record.clone();
-            if is_due(&record, now, max_age) {
-                record.state = KeyState::Current.as_str().to_owned();
-            } else if record.key_state() == KeyState::Current
-                && replaced.contains(&record.kid.as_str())
-            {
-                record.state = KeyState::Previous.as_str().to_owned();
-            }
-            record
-        })
-        .collect()
+    let mut effective = records.to_vec();
+    for index in 0..effective.len() {
+        if !is_due(&effective[index], now, max_age) {
+            continue;
+        }
+        let to = match effective[index].replaces.clone() {
+            None => KeyState::Current,
+            Some(kid) => match effective.iter().position(|record| record.kid == kid) {
+                Some(position) if effective[position].key_state() == KeyState::Current => {
+                    effective[position].state = KeyState::Previous.as_str().to_owned();
+                    KeyState::Current
+                }
+                _ => KeyState::Retired,
+            },
+        };
+        effective[index].state = to.as_str().to_owned();
+    }
+    effective
 }
 
 /// A key made by [`Sesame::rotate_key`].
@@ -290,31 +306,29 @@ impl Sesame {
         let max_age = i64::try_from(self.config().jwks_max_age.as_secs()).unwrap_or(i64::MAX);
         let mut records = store.keys().await?;
         let mut changed = false;
-        for key in self.key_ring().local_keys() {
-            if records.iter().any(|record| record.kid == key.kid()) {
-                continue;
-            }
-            // A rotated key is published before it signs. The primary key signs at once,
-            // because a fresh installation or a node with its own key needs it to.
-            let state = if key.kid() == self.key_ring().primary().kid() {
-                KeyState::Current
-            } else {
-                KeyState::Next
-            };
-            let jwk = key.public_jwk().to_string();
+        // Only the primary key is recorded here, as current at once, because a fresh
+        // installation or a node with its own key needs it to sign. A `<kid>.pem` file is
+        // recorded by the rotation that wrote it. A refresh that recorded one itself, before
+        // that rotation did or after it failed, made a key that replaced nothing, and that
+        // became a second current key.
+        let primary = self.key_ring().primary().clone();
+        if !records.iter().any(|record| record.kid == primary.kid()) {
+            let state = KeyState::Current;
+            let jwk = primary.public_jwk().to_string();
             match store
-                .record_key(key.kid(), key.alg().name(), &jwk, state, now)
+                .record_key(primary.kid(), primary.alg().name(), &jwk, state, now)
                 .await
             {
                 Ok(inserted) => {
                     changed |= inserted;
                     if inserted {
-                        tracing::info!(kid = key.kid(), state = state.as_str(), "recorded key");
+                        tracing::info!(kid = primary.kid(), state = state.as_str(), "recorded key");
                     }
                 }
                 Err(error) if is_read_only(&error) => {
                     if first {
-                        tracing::warn!(kid = key.kid(), "database is read-only; key not recorded");
+                        let kid = primary.kid();
+                        tracing::warn!(kid, "database is read-only; key not recorded");
                     }
                 }
                 Err(error) => return Err(error),
@@ -360,44 +374,48 @@ impl Sesame {
                 tracing::warn!("{warning}");
             }
             tracing::info!(kid = loaded.key.kid(), origin = %loaded.origin, "loaded key file");
-            self.verifier().add_local(&loaded.key);
             self.key_ring().add(Arc::new(loaded.key));
         }
     }
 
     /// Makes every `next` key recorded for `max_age` seconds current, and the key each
     /// replaces previous, in one transaction. Each change is conditional on the old state,
-    /// so nodes promoting at once make it once.
+    /// so nodes promoting at once make it once. A due key whose key is no longer current
+    /// lost a race with another rotation of the same key: it has never signed, and is
+    /// retired, so that two keys never both take over one.
     async fn promote_due_keys(&self, now: i64, max_age: i64) -> Result<()> {
         let store = self.store();
         let mut transaction = store.begin_write().await?;
         let records = store.keys_in(&mut transaction).await?;
         let mut promoted = Vec::new();
+        let mut superseded = Vec::new();
         for record in records.iter().filter(|record| is_due(record, now, max_age)) {
-            if !store
-                .change_key_state(
-                    &mut transaction,
-                    &record.kid,
-                    KeyState::Next,
-                    KeyState::Current,
-                    now,
-                )
-                .await?
+            let (current, previous) = (KeyState::Current, KeyState::Previous);
+            if let Some(replaced) = &record.replaces
+                && !store
+                    .change_key_state(&mut transaction, replaced, current, previous, now)
+                    .await?
             {
+                let (next, retired) = (KeyState::Next, KeyState::Retired);
+                if store
+                    .change_key_state(&mut transaction, &record.kid, next, retired, now)
+                    .await?
+                {
+                    superseded.push(record);
+                }
                 continue;
             }
-            if let Some(replaced) = &record.replaces {
+            if store
+                .change_key_state(&mut transaction, &record.kid, KeyState::Next, current, now)
+                .await?
+            {
+                promoted.push(record);
+            } else if let Some(replaced) = &record.replaces {
+                // Changed by another transaction since it was read: the replaced key signs on.
                 store
-                    .change_key_state(
-                        &mut transaction,
-                        replaced,
-                        KeyState::Current,
-                        KeyState::Previous,
-                        now,
-                    )
+                    .change_key_state(&mut transaction, replaced, previous, current, now)
                     .await?;
             }
-            promoted.push(record);
         }
         transaction.commit().await?;
         for record in promoted {
@@ -405,6 +423,13 @@ impl Sesame {
                 kid = %record.kid,
                 replaces = record.replaces.as_deref().unwrap_or("none"),
                 "key became current"
+            );
+        }
+        for record in superseded {
+            tracing::warn!(
+                kid = %record.kid,
+                replaces = record.replaces.as_deref().unwrap_or("none"),
+                "retired a rotated key: another rotation replaced the same key first"
             );
         }
         Ok(())
@@ -453,16 +478,7 @@ impl Sesame {
         let replaces = self.key_ring().signing();
         let max_age = i64::try_from(self.config().jwks_max_age.as_secs()).unwrap_or(i64::MAX);
         let replaced_kid = replaces.as_ref().map(|key| key.kid().to_owned());
-        if let Some(pending) =
-            store.keys().await?.into_iter().find(|record| {
-                record.key_state() == KeyState::Next && record.replaces == replaced_kid
-            })
-        {
-            return Err(Error::RotationPending {
-                current_at: pending.updated_at.saturating_add(max_age),
-                kid: pending.kid,
-            });
-        }
+        pending_rotation(&store.keys().await?, replaced_kid.as_deref(), max_age)?;
 
         let alg = alg
             .or(replaces.as_ref().map(|key| key.alg()))
@@ -473,33 +489,44 @@ impl Sesame {
                 .map_err(|_| Error::Crypto("key generation task failed"))??;
         let path = keys::write_rotated_key_file(&self.config().keys_dir, &key, &pem_text)?;
 
-        let now = self.now();
-        let record = KeyRecord {
-            kid: key.kid().to_owned(),
-            alg: key.alg().name().to_owned(),
-            jwk: key.public_jwk().to_string(),
-            state: KeyState::Next.as_str().to_owned(),
-            replaces: replaced_kid.clone(),
-            created_at: now,
-            updated_at: now,
-        };
         let recorded = async {
             let mut transaction = store.begin_write().await?;
+            // Another process may have rotated the same key since the check above. With the
+            // replaced key's row locked, the second of two rotations finds the first one's key.
+            if let Some(replaced) = &replaced_kid {
+                store.lock_key(&mut transaction, replaced).await?;
+            }
+            let records = store.keys_in(&mut transaction).await?;
+            pending_rotation(&records, replaced_kid.as_deref(), max_age)?;
+            // Read after the lock was granted, so a long wait for it does not count towards
+            // the time the key stays `next`.
+            let now = self.now();
+            let record = KeyRecord {
+                kid: key.kid().to_owned(),
+                alg: key.alg().name().to_owned(),
+                jwk: key.public_jwk().to_string(),
+                state: KeyState::Next.as_str().to_owned(),
+                replaces: replaced_kid.clone(),
+                created_at: now,
+                updated_at: now,
+            };
             let recorded = store.insert_next_key(&mut transaction, &record).await?;
             transaction.commit().await?;
-            Ok::<bool, Error>(recorded)
+            Ok::<(bool, i64), Error>((recorded, now))
         }
         .await;
-        match recorded {
-            Ok(true) => {}
+        let now = match recorded {
+            Ok((true, now)) => now,
             // The kid is a hash of the public key, so only this key can be recorded under it;
             // its record must keep its private key.
-            Ok(false) => return Err(Error::Crypto("the new key was recorded in another state")),
+            Ok((false, _)) => {
+                return Err(Error::Crypto("the new key was recorded in another state"));
+            }
             Err(error) => {
                 let _ = std::fs::remove_file(&path);
                 return Err(error);
             }
-        }
+        };
         tracing::info!(kid = key.kid(), replaces = ?replaced_kid, "rotated key; recorded as next");
 
         let kid = key.kid().to_owned();

@@ -66,6 +66,17 @@ pub(crate) async fn generate_with_progress(
         KeyAlgorithm::Rs256 => format!("RSA-{bits}"),
         other => other.name().to_owned(),
     };
+    // Refused before the progress line, which would otherwise end in "failed" as if the
+    // generation had broken.
+    if !force
+        && config
+            .keys_dir
+            .join(sesame::keys::PRIVATE_KEY_FILE)
+            .exists()
+    {
+        let dir = config.keys_dir.clone();
+        return Err(sesame::Error::KeysExist { dir }.into());
+    }
     // With JSON logs every line on stderr must be a JSON object, so the progress goes through
     // the log instead, where the log shows info lines (as under `serve`).
     if config.log_format == LogFormat::Json && tracing::enabled!(tracing::Level::INFO) {

@@ -162,8 +162,9 @@ impl Store {
 
     /// Records a key made by a rotation as `next`, naming the current key it takes over from.
     ///
-    /// Another node sharing the key directory may load the new key file and record the key
-    /// first, as `next` with no key to replace. That record is completed instead. Returns
+    /// A node running an older build, whose key refresh recorded every key file it found,
+    /// may share the key directory, load the new key file and record the key first, as `next`
+    /// with no key to replace. That record is completed instead. Returns
     /// false when the kid is already recorded in any other way.
     ///
     /// # Errors
@@ -204,6 +205,24 @@ impl Store {
                 && stored.key_state() == KeyState::Next
                 && stored.replaces == record.replaces
         }))
+    }
+
+    /// Locks a key's row until the transaction ends, so that two rotations of one key take
+    /// turns. SQLite's write transactions already exclude each other.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Database`] on a query failure.
+    pub async fn lock_key(&self, connection: &mut AnyConnection, kid: &str) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            return Ok(());
+        }
+        let query = "SELECT kid FROM sesame_keys WHERE kid = ? FOR UPDATE";
+        sqlx::query(&self.sql(query))
+            .bind(kid)
+            .fetch_optional(connection)
+            .await?;
+        Ok(())
     }
 
     /// Moves a key from state `from` to state `to`. Returns whether it was in state `from`, so

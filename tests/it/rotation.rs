@@ -467,6 +467,115 @@ async fn rotation_completes_record_made_by_other_node() {
     assert_eq!(find(&records[1].kid).key_state(), KeyState::Current);
 }
 
+/// Two nodes rotate the same key at once. Before, both passed the check for a waiting key and
+/// both recorded a `next` key, which later made two current keys.
+#[tokio::test]
+async fn concurrent_rotations_on_two_nodes_make_one_key() {
+    let server = start().await;
+    let other_node = sesame::Sesame::open(server.node_config())
+        .await
+        .expect("second node");
+    let (first, second) = tokio::join!(
+        server.sesame.rotate_key(None, 2048),
+        other_node.rotate_key(None, 2048)
+    );
+
+    let outcomes = [first, second];
+    let rotated: Vec<_> = outcomes
+        .iter()
+        .filter_map(|outcome| outcome.as_ref().ok())
+        .collect();
+    assert_eq!(rotated.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Err(sesame::Error::RotationPending { .. }))),
+        "{outcomes:?}"
+    );
+    let records = server.sesame.store().keys().await.expect("keys");
+    let waiting = records
+        .iter()
+        .filter(|record| record.key_state() == KeyState::Next)
+        .count();
+    assert_eq!(waiting, 1);
+
+    // The losing node's key file is removed with its rotation.
+    let files = std::fs::read_dir(server.data_path())
+        .expect("data dir")
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".pem"))
+        .count();
+    assert_eq!(files, 1);
+    other_node.close().await;
+}
+
+/// Two `next` keys that replace the same key, as concurrent rotations of older versions left:
+/// the first to come due replaces it, and the other, which never signed, is retired instead
+/// of becoming a second current key.
+#[tokio::test]
+async fn second_key_replacing_same_key_retired() {
+    let server = start().await;
+    let old_kid = server.sesame.signing_key().kid().to_owned();
+    let store = server.sesame.store();
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        let (key, _) = SigningKey::generate(KeyAlgorithm::Es256, 2048).expect("key");
+        let now = server.sesame.now();
+        let record = KeyRecord {
+            kid: key.kid().to_owned(),
+            alg: "ES256".to_owned(),
+            jwk: key.public_jwk().to_string(),
+            state: KeyState::Next.as_str().to_owned(),
+            replaces: Some(old_kid.clone()),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut transaction = store.begin_write().await.expect("begin");
+        let inserted = store.insert_next_key(&mut transaction, &record).await;
+        transaction.commit().await.expect("commit");
+        assert!(inserted.expect("insert"));
+        kids.push(key.kid().to_owned());
+        server.clock.advance(1);
+    }
+
+    server.clock.advance(MAX_AGE as i64 + 1);
+    server.sesame.refresh_keys().await.expect("refresh");
+    assert_eq!(key_state(&server, &kids[0]).await, KeyState::Current);
+    assert_eq!(key_state(&server, &kids[1]).await, KeyState::Retired);
+    assert_eq!(key_state(&server, &old_kid).await, KeyState::Previous);
+}
+
+/// A `<kid>.pem` file that no rotation recorded, such as one left by a rotation that failed,
+/// is not recorded by a refresh and verifies nothing. Before, it became a `next` key that
+/// replaced nothing and then a second current key, and the node trusted it at once.
+#[tokio::test]
+async fn unrecorded_key_file_not_published() {
+    let server = start().await;
+    let (id, secret) = client(&server).await;
+    let token = server.client_token(&id, &secret, "").await;
+    let (key, pem) = SigningKey::generate(KeyAlgorithm::Es256, 2048).expect("key");
+    sesame::keys::write_rotated_key_file(server.data_path(), &key, &pem).expect("key file");
+    server.sesame.refresh_keys().await.expect("refresh");
+
+    // The claims of a stored token, signed with the unrecorded key.
+    let (_, claims) = decode_parts(&token);
+    let forged = sesame::token::jwt::sign_jws(&key, "at+jwt", &claims).expect("sign");
+    assert_eq!(kid_of(&forged), key.kid());
+    assert!(server.sesame.authenticate_bearer(&forged).await.is_err());
+
+    server.clock.advance(MAX_AGE as i64 + 1);
+    server.sesame.refresh_keys().await.expect("refresh");
+
+    let records = server.sesame.store().keys().await.expect("keys");
+    assert!(records.iter().all(|record| record.kid != key.kid()));
+    assert!(!jwks_kids(&jwks(&server).await).contains(&key.kid().to_owned()));
+    let current = records
+        .iter()
+        .filter(|record| record.key_state() == KeyState::Current)
+        .count();
+    assert_eq!(current, 1);
+}
+
 #[test]
 fn cli_rotates_and_retires() {
     let dir = data_dir("");
