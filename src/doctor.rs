@@ -87,7 +87,7 @@ fn check_keys(config: &Config, findings: &mut Vec<Finding>) -> Option<keys::Sign
             findings.push(Finding::ok(
                 "keys",
                 format!(
-                    "signing key {} ({}) loaded from {}",
+                    "key {} ({}) loaded from {}",
                     loaded.key.kid(),
                     loaded.key.alg().name(),
                     loaded.origin
@@ -240,15 +240,23 @@ async fn check_key_records(
             return;
         }
     };
-    for key in local {
+    for (index, key) in local.iter().enumerate() {
         match records.iter().find(|record| record.kid == key.kid()) {
-            None => findings.push(Finding::problem(
+            None if index == 0 => findings.push(Finding::problem(
                 "keys",
                 format!(
                     "signing key {} is not recorded, so other nodes cannot verify it",
                     key.kid()
                 ),
                 "start `sesame serve` once to record it",
+            )),
+            None => findings.push(Finding::problem(
+                "keys",
+                format!(
+                    "key file {}.pem was not recorded by a rotation, so it is never used",
+                    key.kid()
+                ),
+                "delete the file once no `sesame keys --rotate` is running",
             )),
             Some(record) if record.key_state() == KeyState::Retired => findings.push(Finding::ok(
                 "keys",
@@ -277,6 +285,24 @@ async fn check_key_records(
             "no key of this node is current, so it cannot sign tokens".to_owned(),
             "copy the current key file into the key directory, or run `sesame keys --rotate` \
              and wait SESAME_JWKS_MAX_AGE",
+        ));
+    }
+    let current: Vec<&str> = records
+        .iter()
+        .filter(|record| record.key_state() == KeyState::Current)
+        .map(|record| record.kid.as_str())
+        .collect();
+    if current.len() > 1 {
+        findings.push(Finding::problem(
+            "keys",
+            format!(
+                "{} keys are current ({}); the newest signs, and the others never become \
+                 previous, so `sesame purge` never retires them",
+                current.len(),
+                current.join(", ")
+            ),
+            "`sesame keys --retire KID --now` for each older one, once its tokens may stop \
+             working",
         ));
     }
     let published: Vec<&crate::store::KeyRecord> = records
