@@ -154,8 +154,8 @@ impl Sesame {
         let rotated_keys: Vec<SigningKey> = rotated.into_iter().map(|key| key.key).collect();
         let primary = loaded.key;
         let install_clients = options.install;
-        // Rotated keys verify once their records say so; only the primary key verifies
-        // unrecorded, for a database that is read-only.
+        // Rotated keys verify tokens only once they are recorded. Only the primary key verifies
+        // without a record, because a read-only database cannot record it.
         let verifier = Verifier::new(&primary);
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)?;
         let metrics = config.metrics.then(Metrics::new);
@@ -239,7 +239,7 @@ impl Sesame {
             .await
     }
 
-    /// The clients kept for client_credentials requests.
+    /// Returns the clients kept for client_credentials requests.
     pub(crate) fn client_cache(&self) -> &ClientCache {
         &self.inner.client_cache
     }

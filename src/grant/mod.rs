@@ -188,8 +188,8 @@ pub(crate) async fn issue_access_token(
 
 /// Signs an access token that no other row depends on and inserts its row through the
 /// group-commit writer, so concurrent requests share one commit. Returns the JWT and the row
-/// once the row is committed. `cached_client` is the client as read from the client cache,
-/// when it was; the row is then stored only if the stored client still equals it.
+/// once the row is committed. `cached_client` is the client as the request read it from the
+/// client cache, if it did. The row is then stored only if the stored client still equals it.
 pub(crate) async fn issue_standalone_access_token(
     sesame: &Sesame,
     issue: Issue<'_>,

@@ -115,9 +115,9 @@ async fn authenticate(
     Ok(client)
 }
 
-/// The client_credentials grant, tried first with the client from the client cache. When that
-/// attempt fails in a way a change to the client could explain (the token writer found the
-/// stored client changed, or the grant or a scope was refused), the entry is dropped and the
+/// Runs the client_credentials grant, first with the client from the client cache. A change to
+/// the client can explain some failures of that attempt: the token writer found the stored
+/// client changed, or the grant or a scope was refused. Then the entry is dropped and the
 /// request is handled again with the stored client. A success from the stored client puts it
 /// in the cache.
 async fn client_credentials_token(
