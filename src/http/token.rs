@@ -126,22 +126,23 @@ async fn client_credentials_token(
     credentials: &ClientCredentials,
     params: &grant::Params,
 ) -> Result<grant::TokenResponse, GrantError> {
-    if let Some(client) = grant::client_auth::authenticate_cached(sesame, credentials) {
+    let cached = grant::client_auth::authenticate_cached(sesame, credentials);
+    if let Some(client) = &cached {
         tracing::Span::current().record("client_id", client.id.as_str());
         limits.check_client(&client.id)?;
-        match grant::client_credentials::grant_cached(sesame, &client, params).await {
+        match grant::client_credentials::grant_cached(sesame, client, params).await {
             Err(error) if may_follow_from_change(&error) => {
                 tracing::debug!(client_id = %client.id, "cached client is stale; reading it again");
                 sesame.client_cache().forget(&client.id);
             }
             result => return result,
         }
-        let client = grant::client_auth::authenticate(sesame, credentials).await?;
-        let response = grant::client_credentials::grant(sesame, &client, params).await?;
-        sesame.client_cache().put(&client);
-        return Ok(response);
     }
-    let client = authenticate(sesame, limits, credentials).await?;
+    // The cached attempt already counted this request against the client's rate limit.
+    let client = match cached {
+        Some(_) => grant::client_auth::authenticate(sesame, credentials).await?,
+        None => authenticate(sesame, limits, credentials).await?,
+    };
     let response = grant::client_credentials::grant(sesame, &client, params).await?;
     sesame.client_cache().put(&client);
     Ok(response)
