@@ -84,21 +84,29 @@ pub(super) async fn rows_by_ids<T>(
 pub(super) struct BatchReceiver<T> {
     receiver: mpsc::Receiver<T>,
     closing: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    gather: bool,
 }
 
 impl<T> BatchReceiver<T> {
-    /// Wraps `receiver`, which then also ends once [`Store::close`] begins.
-    pub(super) fn new(store: &Store, receiver: mpsc::Receiver<T>) -> BatchReceiver<T> {
+    /// Wraps `receiver`, which then also ends once [`Store::close`] begins. With `gather`,
+    /// [`Self::next`] yields to the runtime once before it takes a batch.
+    pub(super) fn new(
+        store: &Store,
+        receiver: mpsc::Receiver<T>,
+        gather: bool,
+    ) -> BatchReceiver<T> {
         BatchReceiver {
             receiver,
             closing: Box::pin(store.closing()),
+            gather,
         }
     }
 
     /// Waits for work and moves up to `limit` waiting items into `batch`. Returns `false`
     /// when every sender is gone or the store is closing, and the task should end.
     ///
-    /// Once the first item is in, the task yields to the runtime before it takes the rest.
+    /// Once the first item is in, a receiver made with `gather` yields to the runtime before
+    /// it takes the rest.
     /// Requests already woken on this worker, which are parsing or verifying, then add their
     /// items, so one round trip to the database serves them all. On SQLite each round trip
     /// wakes the connection's worker thread, which takes a core from the requests. Measured
@@ -111,6 +119,9 @@ impl<T> BatchReceiver<T> {
         };
         if received == 0 {
             return false;
+        }
+        if !self.gather {
+            return true;
         }
         tokio::task::yield_now().await;
         while received < limit {
@@ -139,7 +150,7 @@ impl<V: Keyed> Lookup<V> {
     /// Starts the lookup task on the current tokio runtime.
     pub(crate) fn spawn(store: Store) -> Lookup<V> {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let receiver = BatchReceiver::new(&store, receiver);
+        let receiver = BatchReceiver::new(&store, receiver, true);
         tokio::spawn(read_batches(store, receiver));
         Lookup { sender }
     }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use sqlx::AnyConnection;
 
 use super::lookup::{BatchReceiver, Keyed};
-use super::{ClientRecord, HeldConnection, NewAccessToken, Store};
+use super::{Backend, ClientRecord, HeldConnection, NewAccessToken, Store};
 use crate::error::{Error, Result};
 
 /// Rows written by one INSERT at most. Ten columns each keeps the statement far below every
@@ -80,7 +80,11 @@ impl TokenWriter {
     /// Starts the writer task on the current tokio runtime.
     pub(crate) fn spawn(store: Store) -> TokenWriter {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let receiver = BatchReceiver::new(&store, receiver);
+        // On SQLite each commit wakes the connection's worker thread, so larger batches save
+        // CPU. On PostgreSQL, gathering measured about 5% slower for ES256 client_credentials
+        // (bench loads, with the database server on the same two cores).
+        let gather = store.backend() == Backend::Sqlite;
+        let receiver = BatchReceiver::new(&store, receiver, gather);
         let signing = Arc::new(Signing::default());
         tokio::spawn(write_batches(store, receiver, signing.clone()));
         TokenWriter { sender, signing }
