@@ -483,9 +483,15 @@ pub(crate) fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
 
 /// Reads a nullable flag column, as [`flag`] does; NULL (from an outer join) is `None`.
 pub(crate) fn optional_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<bool>> {
-    use sqlx::Row as _;
-    if let Ok(value) = row.try_get::<Option<bool>, _>(column) {
-        return Ok(value);
+    use sqlx::{Row as _, ValueRef as _};
+    // The value's type picks the decoder, because a failed decode builds an error with a
+    // formatted message, and rows with flags are read on every guarded request.
+    let is_bool = {
+        let raw = row.try_get_raw(column)?;
+        raw.is_null() || <bool as sqlx::Type<sqlx::Any>>::compatible(&raw.type_info())
+    };
+    if is_bool {
+        return Ok(row.try_get::<Option<bool>, _>(column)?);
     }
     // SQLite INTEGER and MySQL SMALLINT both decode as integers.
     let value: Option<i64> = row.try_get(column)?;
