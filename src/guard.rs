@@ -285,8 +285,13 @@ impl Sesame {
             }
         };
         let revoked = BearerError::InvalidToken("the access token was revoked");
-        if row.revoked || row.key_retired || row.client_id != claims.client_id {
+        // Only a holder of a signing key can make a token whose claims differ from its row.
+        let mismatch = BearerError::InvalidToken("the access token does not match its record");
+        if row.revoked || row.key_retired {
             return Err(revoked);
+        }
+        if row.client_id != claims.client_id {
+            return Err(mismatch);
         }
         if !row.is_personal() && row.client_revoked != Some(false) {
             return Err(revoked);
@@ -298,14 +303,17 @@ impl Sesame {
                         "the access token's user is disabled",
                     ));
                 }
-                if row.user_disabled.is_none() || claims.sub != user_id.to_string() {
+                if row.user_disabled.is_none() {
                     return Err(revoked);
+                }
+                if claims.sub != user_id.to_string() {
+                    return Err(mismatch);
                 }
                 Principal::User(user_id)
             }
             None => {
                 if claims.sub != row.client_id {
-                    return Err(revoked);
+                    return Err(mismatch);
                 }
                 Principal::Client(row.client_id.clone())
             }

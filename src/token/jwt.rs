@@ -78,8 +78,13 @@ pub enum Rejection {
     UnknownKey,
     /// The header's `alg` is not the key's algorithm.
     WrongAlgorithm,
-    /// Signature, issuer, audience or a required claim is wrong.
+    /// The signature, a time or a required claim is wrong.
     Invalid,
+    /// A correctly signed token names another issuer, such as a CLI run without the server's
+    /// `SESAME_BIND` or `SESAME_ISSUER`.
+    WrongIssuer,
+    /// A correctly signed token is not for the audience the guard accepts.
+    WrongAudience,
     /// `exp` has passed (beyond the leeway).
     Expired,
 }
@@ -94,6 +99,8 @@ impl Rejection {
             Rejection::UnknownKey => "the token was not signed by a known key",
             Rejection::WrongAlgorithm => "the token's algorithm does not match its key",
             Rejection::Invalid => "the access token is invalid",
+            Rejection::WrongIssuer => "the access token was issued for another issuer",
+            Rejection::WrongAudience => "the access token is not for this audience",
             Rejection::Expired => "the access token expired",
         }
     }
@@ -342,12 +349,12 @@ fn verify_signed(
     }
     let claims = verified_claims(token, key)?;
     if claims.iss != issuer {
-        return Err(Rejection::Invalid);
+        return Err(Rejection::WrongIssuer);
     }
     if let Some(audience) = audience
         && !claims.aud.contains(audience)
     {
-        return Err(Rejection::Invalid);
+        return Err(Rejection::WrongAudience);
     }
     // Times are checked against Sesame's clock, which tests can set. A forged or hostile
     // `exp` near i64::MAX must not overflow.
@@ -446,5 +453,17 @@ mod tests {
         assert_eq!(verify_at_now(NOW, i64::MIN).err(), Some(Rejection::Expired));
         assert_eq!(verify_at_now(i64::MAX, NOW).err(), Some(Rejection::Invalid));
         assert!(verify_at_now(i64::MIN, NOW + 10).is_ok());
+    }
+
+    #[test]
+    fn issuer_and_audience_rejections_named() {
+        let (key, _pem) = SigningKey::generate(KeyAlgorithm::EdDsa, 2048).expect("key");
+        let verifier = Verifier::new(&key);
+        let token = sign(&key, &claims(NOW, NOW + 60)).expect("signed");
+        let other_issuer =
+            verifier.verify_loaded(&token, "http://127.0.0.1:1", Some(AUDIENCE), NOW);
+        assert_eq!(other_issuer.err(), Some(Rejection::WrongIssuer));
+        let other_audience = verifier.verify_loaded(&token, ISSUER, Some("https://other"), NOW);
+        assert_eq!(other_audience.err(), Some(Rejection::WrongAudience));
     }
 }

@@ -271,6 +271,47 @@ async fn wrong_issuer_audience_or_type_rejected() {
     }
 }
 
+#[tokio::test]
+async fn signed_mismatches_named_in_description() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    let real = server.pat(user_id, &[]).await;
+    let (_, real_claims) = decode_parts(&real);
+    let jti = real_claims["jti"].as_str().expect("jti");
+    let client_id = real_claims["client_id"].as_str().expect("client_id");
+    let key = &server.sesame.signing_key();
+    let subject = user_id.to_string();
+
+    let mut claims = claims_for(&server, &subject, client_id, jti);
+    claims.iss = "http://127.0.0.1:1".into();
+    let other_issuer = sign(key, &claims).expect("sign");
+    let error = server
+        .sesame
+        .authenticate_bearer(&other_issuer)
+        .await
+        .expect_err("issuer");
+    let expected = "the access token was issued for another issuer";
+    assert_eq!(error, sesame::BearerError::InvalidToken(expected));
+
+    let other_client = sign(key, &claims_for(&server, &subject, "another-client", jti));
+    let other_client = other_client.expect("sign");
+    let error = server
+        .sesame
+        .authenticate_bearer(&other_client)
+        .await
+        .expect_err("client");
+    let expected = "the access token does not match its record";
+    assert_eq!(error, sesame::BearerError::InvalidToken(expected));
+
+    let other_subject = sign(key, &claims_for(&server, "999", client_id, jti)).expect("sign");
+    let error = server
+        .sesame
+        .authenticate_bearer(&other_subject)
+        .await
+        .expect_err("subject");
+    assert_eq!(error, sesame::BearerError::InvalidToken(expected));
+}
+
 fn tamper_and_resign(
     token: &str,
     key: &sesame::keys::SigningKey,
