@@ -251,7 +251,8 @@ impl Sources<'_> {
         };
         parse_duration(&text).ok_or_else(|| {
             Error::Config(format!(
-                "{name} must be a number of seconds or a number with s, m, h or d, got {text:?}"
+                "{name} must be a positive number of seconds, or a positive number with s, m, h \
+                 or d, up to 36500d; got {text:?}"
             ))
         })
     }
@@ -705,6 +706,15 @@ mod tests {
         assert_eq!(parse_duration("0"), None);
         assert_eq!(parse_duration("1w"), None);
         assert_eq!(parse_duration("-5"), None);
+    }
+
+    #[test]
+    fn zero_duration_error_says_positive() {
+        let error = load(&[("SESAME_SHUTDOWN_TIMEOUT", "0")]).expect_err("rejected");
+        let message = error.to_string();
+        assert!(message.contains("SESAME_SHUTDOWN_TIMEOUT"), "{message}");
+        assert!(message.contains("positive"), "{message}");
+        assert!(message.contains("got \"0\""), "{message}");
     }
 
     #[test]
