@@ -58,7 +58,7 @@ enum Command {
     Client(client::ClientArgs),
     /// Add and list built-in users
     User(user::UserArgs),
-    /// Issue a personal access token
+    /// Issue a personal access token, or list or revoke a user's tokens
     Token(token::TokenArgs),
     /// Delete revoked and expired tokens and retire keys no live token uses
     Purge(purge::PurgeArgs),

@@ -5,6 +5,7 @@ mod authorize;
 mod browser;
 mod checkpoint;
 mod cli_clients;
+mod cli_tokens;
 mod client_cache;
 mod clients_api;
 mod coalesced;
