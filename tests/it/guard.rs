@@ -220,14 +220,22 @@ async fn expired_token_rejected_after_leeway() {
     );
 }
 
+/// Adds a user with a personal access token and returns the user's id and the token's `jti`
+/// and `client_id`, so a test can sign claims that name a stored row.
+async fn stored_personal_token(server: &Server) -> (i64, String, String) {
+    let user_id = server.user("alice", "pw").await;
+    let real = server.pat(user_id, &[]).await;
+    let (_, claims) = decode_parts(&real);
+    let jti = claims["jti"].as_str().expect("jti").to_owned();
+    let client_id = claims["client_id"].as_str().expect("client_id").to_owned();
+    (user_id, jti, client_id)
+}
+
 #[tokio::test]
 async fn wrong_issuer_audience_or_type_rejected() {
     let server = Server::start().await;
-    let user_id = server.user("alice", "pw").await;
-    let real = server.pat(user_id, &[]).await;
-    let (_, real_claims) = decode_parts(&real);
-    let jti = real_claims["jti"].as_str().expect("jti");
-    let client_id = real_claims["client_id"].as_str().expect("client_id");
+    let (user_id, jti, client_id) = stored_personal_token(&server).await;
+    let (jti, client_id) = (jti.as_str(), client_id.as_str());
     let key = &server.sesame.signing_key();
     let mut cases = Vec::new();
     let mut claims = claims_for(&server, &user_id.to_string(), client_id, jti);
@@ -274,11 +282,8 @@ async fn wrong_issuer_audience_or_type_rejected() {
 #[tokio::test]
 async fn signed_mismatches_named_in_description() {
     let server = Server::start().await;
-    let user_id = server.user("alice", "pw").await;
-    let real = server.pat(user_id, &[]).await;
-    let (_, real_claims) = decode_parts(&real);
-    let jti = real_claims["jti"].as_str().expect("jti");
-    let client_id = real_claims["client_id"].as_str().expect("client_id");
+    let (user_id, jti, client_id) = stored_personal_token(&server).await;
+    let (jti, client_id) = (jti.as_str(), client_id.as_str());
     let key = &server.sesame.signing_key();
     let subject = user_id.to_string();
 
