@@ -71,7 +71,7 @@ async fn token_list_and_revoke() {
     assert!(sesame.authenticate_bearer(&ci).await.is_ok());
     sesame.close().await;
 
-    for id in [laptop_id.as_str(), "no-such-token"] {
+    for id in [laptop_id.as_str(), "01a24757-0000-7000-8000-00000000cafe"] {
         let (code, stdout, stderr) = run_cli(dir.path(), &["token", "revoke", id], &[]);
         assert_eq!(code, 1, "{stdout}");
         assert!(
