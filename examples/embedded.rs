@@ -97,6 +97,15 @@ pub fn app(sesame: Sesame) -> Router {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Warnings and errors go to stderr, such as a failed token-row lookup behind a 503.
+    // `RUST_LOG` sets another level.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let config = Config::load(&Overrides::default())?;
     let bind = config.bind;
     let sesame = Sesame::open(config).await?;
