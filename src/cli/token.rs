@@ -112,18 +112,16 @@ async fn list(sesame: &sesame::Sesame, user: &str, output: &Output) -> anyhow::R
 
 async fn revoke(sesame: &sesame::Sesame, id: &str, output: &Output) -> anyhow::Result<()> {
     let token = sesame.store().access_token(id).await?;
-    let revoked = match token.as_ref() {
-        Some(row) if row.is_personal() => match row.user_id {
-            Some(user_id) => {
-                let now = sesame.now();
-                sesame
-                    .store()
-                    .revoke_personal_token(id, user_id, now)
-                    .await?
-            }
-            None => false,
-        },
-        _ => false,
+    let owner = token
+        .filter(|row| row.is_personal())
+        .and_then(|row| row.user_id);
+    let revoked = match owner {
+        Some(user_id) => {
+            let now = sesame.now();
+            let store = sesame.store();
+            store.revoke_personal_token(id, user_id, now).await?
+        }
+        None => false,
     };
     if !revoked {
         bail!(
