@@ -69,6 +69,8 @@ pub struct SigningKey {
     alg: KeyAlgorithm,
     kid: String,
     jwk: Value,
+    /// The encoded JWS header of the access tokens this key signs, the same for each one.
+    access_token_header: String,
     rng: SystemRandom,
 }
 
@@ -190,18 +192,26 @@ impl SigningKey {
         jwk["kid"] = Value::String(kid.clone());
         jwk["use"] = Value::String("sig".to_owned());
         jwk["alg"] = Value::String(alg.name().to_owned());
-        Ok(SigningKey {
+        let mut key = SigningKey {
             pair,
             alg,
             kid,
             jwk,
+            access_token_header: String::new(),
             rng: SystemRandom::new(),
-        })
+        };
+        key.access_token_header = crate::token::jwt::encode_header(&key, "at+jwt");
+        Ok(key)
     }
 
     /// The RFC 7638 thumbprint that names this key in token headers and the JWKS.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// Returns the base64url-encoded JWS header of access tokens: `alg`, `typ: at+jwt`, `kid`.
+    pub(crate) fn access_token_header(&self) -> &str {
+        &self.access_token_header
     }
 
     /// The signing algorithm.

@@ -46,7 +46,7 @@ pub struct AccessClaims {
 ///
 /// [`crate::Error::Crypto`] if signing fails.
 pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
-    sign_jws(key, "at+jwt", claims)
+    sign_with_header(key, key.access_token_header(), claims)
 }
 
 /// Serialises `claims` and signs them as a compact JWS with header `typ`, `alg` and `kid`.
@@ -55,13 +55,27 @@ pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
 ///
 /// [`crate::Error::Crypto`] if signing fails.
 pub fn sign_jws(key: &SigningKey, typ: &str, claims: &impl Serialize) -> Result<String> {
+    sign_with_header(key, &encode_header(key, typ), claims)
+}
+
+/// Returns the base64url-encoded JWS header with `key`'s `alg` and `kid` and the given `typ`.
+pub(crate) fn encode_header(key: &SigningKey, typ: &str) -> String {
     let header = serde_json::json!({"alg": key.alg().name(), "typ": typ, "kid": key.kid()});
-    let mut token = b64(header.to_string());
+    b64(header.to_string())
+}
+
+/// Signs `claims` under an already encoded header. The token is built in one buffer, since
+/// every access token request signs one.
+fn sign_with_header(key: &SigningKey, header: &str, claims: &impl Serialize) -> Result<String> {
+    let payload = serde_json::to_vec(claims).unwrap_or_default();
+    // Base64url makes 4 characters of every 3 bytes; an RSA-4096 signature is 512 bytes.
+    let mut token = String::with_capacity(header.len() + 2 + (payload.len() + 512) * 4 / 3 + 2);
+    token.push_str(header);
     token.push('.');
-    token.push_str(&b64(serde_json::to_vec(claims).unwrap_or_default()));
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
     let signature = key.sign(token.as_bytes())?;
     token.push('.');
-    token.push_str(&b64(signature));
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(token)
 }
 
