@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::authorize::scope_views;
-use super::form::{OAuthForm, client_credentials, parse_form, query_param};
+use super::form::{
+    OAuthForm, client_credentials, missing_client_credentials, parse_form, query_param,
+};
 use super::no_store;
 use super::pages::{
     ClientAddress, Session, current_session, internal_page, message_page, render, see_other,
@@ -16,7 +18,7 @@ use super::pages::{
 use crate::app::Sesame;
 use crate::error::Error;
 use crate::grant::device_code::{self, display_user_code, normalize_user_code};
-use crate::grant::{GrantError, OAuthError, client_auth};
+use crate::grant::{GrantError, client_auth};
 use crate::store::{DeviceCodeRecord, DeviceStatus};
 
 /// Unknown codes counted per session and per address before entry backs off.
@@ -31,8 +33,8 @@ pub(crate) async fn device_code(
     OAuthForm(params): OAuthForm,
 ) -> Response {
     let result: Result<_, GrantError> = async {
-        let credentials = client_credentials(&headers, &params)?
-            .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
+        let credentials =
+            client_credentials(&headers, &params)?.ok_or_else(missing_client_credentials)?;
         let client = client_auth::authenticate(&sesame, &credentials).await?;
         device_code::authorize(&sesame, &client, &params).await
     }

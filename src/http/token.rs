@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::form::{OAuthForm, client_credentials};
+use super::form::{OAuthForm, client_credentials, missing_client_credentials};
 use super::no_store;
 use super::rate_limit::RateLimits;
 use crate::app::Sesame;
@@ -84,8 +84,8 @@ async fn token_inner(
         ))
         .into());
     }
-    let credentials = client_credentials(headers, params)?
-        .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
+    let credentials =
+        client_credentials(headers, params)?.ok_or_else(missing_client_credentials)?;
     if grant_type == "client_credentials" {
         return client_credentials_token(sesame, limits, &credentials, params).await;
     }

@@ -111,6 +111,23 @@ async fn wrong_secret_basic_is_401_with_challenge() {
 }
 
 #[tokio::test]
+async fn missing_credentials_is_401_with_challenge() {
+    let server = Server::start().await;
+    let before = server.counts().await;
+    for path in ["/oauth/token", "/oauth/device/code"] {
+        let response = server
+            .post_form(path, None, &[("grant_type", "client_credentials")])
+            .await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(response.json()["error"], "invalid_client", "{path}");
+        let challenge = response.header("www-authenticate");
+        assert!(challenge.starts_with("Basic realm="), "{path}: {challenge}");
+        assert_eq!(response.header("cache-control"), "no-store", "{path}");
+    }
+    assert_eq!(server.counts().await, before);
+}
+
+#[tokio::test]
 async fn wrong_secret_in_body_is_401() {
     let server = Server::start().await;
     let (id, _) = server.client(ClientKind::ClientCredentials, None).await;
