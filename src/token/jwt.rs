@@ -170,7 +170,16 @@ struct Header {
     typ: Option<String>,
     kid: Option<String>,
     alg: Option<String>,
+    /// Any `crit` member, `null` included, since a header that has one is rejected.
+    #[serde(default, deserialize_with = "present")]
     crit: Option<serde_json::Value>,
+}
+
+/// Deserialises a member that is present, whatever its value, as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 type KeyMap = HashMap<String, Arc<VerifyingKey>>;

@@ -258,6 +258,9 @@ async fn wrong_issuer_audience_or_type_rejected() {
     cases.push(tamper_and_resign(&good, key, |header| {
         header["crit"] = json!(["exp"])
     }));
+    cases.push(tamper_and_resign(&good, key, |header| {
+        header["crit"] = json!(null)
+    }));
     let no_exp = {
         let (header, mut claims) = decode_parts(&good);
         claims.as_object_mut().expect("object").remove("exp");
