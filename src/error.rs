@@ -112,8 +112,9 @@ pub enum Error {
 
     /// None of this node's keys is current, so it cannot sign tokens.
     #[error(
-        "no signing key of this node is current; copy the current key file into {dir}, or run \
-         `sesame keys --rotate` and wait SESAME_JWKS_MAX_AGE for the new key to become current",
+        "no signing key of this node is current; restart it if its key file was replaced \
+         (`sesame keys --force`), copy the current key file into {dir}, or run `sesame keys \
+         --rotate` and wait SESAME_JWKS_MAX_AGE for the new key to become current",
         dir = .dir.display()
     )]
     NoSigningKey {

@@ -267,6 +267,11 @@ impl Sesame {
         })
     }
 
+    /// Checks whether this node has a current key to sign new tokens with.
+    pub(crate) fn can_sign(&self) -> bool {
+        self.key_ring().signing_at(self.now()).is_some()
+    }
+
     /// Returns how often a node refreshes its keys: half of `SESAME_JWKS_MAX_AGE`, between 1
     /// and 60 seconds. A retirement made on another node or by the CLI reaches this node's
     /// signing and verification within this interval. The guard rejects tokens of a retired

@@ -13,10 +13,14 @@ pub(crate) async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// Answers 200 when the database answers and the schema is current, 503 otherwise.
+/// Returns 200 when the database answers, the schema is current and this node has a current
+/// signing key, and 503 otherwise.
 pub(crate) async fn readyz(State(sesame): State<Sesame>) -> Response {
     let status = sesame.store().schema_status().await;
     let (code, detail) = match status {
+        Ok(SchemaStatus::Current) if !sesame.can_sign() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "no current signing key")
+        }
         Ok(SchemaStatus::Current) => (StatusCode::OK, "ok"),
         Ok(SchemaStatus::Pending(_)) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending"),
         Ok(SchemaStatus::TooNew { .. }) => (

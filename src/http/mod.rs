@@ -216,6 +216,18 @@ async fn limit_duration(request: Request, next: Next) -> Response {
     }
 }
 
+/// Builds a 503 `temporarily_unavailable` response for a node that has no current signing
+/// key, as after `sesame keys --force` beside a running server. `/readyz` reports the same, so
+/// a load balancer sends the requests to other nodes until this one is restarted.
+fn no_signing_key() -> Response {
+    let body = json!({
+        "error": "temporarily_unavailable",
+        "error_description": "this server has no current signing key; its operator must fix \
+                              the key setup (see the server log)",
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
 /// Builds a 503 `temporarily_unavailable` response with `Retry-After`, for a database that
 /// cannot be reached.
 fn unavailable() -> Response {
@@ -245,6 +257,11 @@ pub(crate) fn internal_error(error: &Error) -> Response {
     if error.is_unavailable() {
         tracing::warn!(%error, "database unavailable");
         return unavailable();
+    }
+    if let Error::NoSigningKey { .. } = error {
+        // The message names the fix, which only the operator can make.
+        tracing::error!(%error, "cannot sign tokens");
+        return no_signing_key();
     }
     let error_id = uuid::Uuid::new_v4().simple().to_string();
     let error_id = &error_id[..12];
@@ -293,7 +310,8 @@ impl IntoResponse for GrantError {
         match self {
             GrantError::OAuth(error) => error.into_response(),
             GrantError::Internal(error) => {
-                let code = if error.is_unavailable() {
+                let code = if error.is_unavailable() || matches!(error, Error::NoSigningKey { .. })
+                {
                     "temporarily_unavailable"
                 } else {
                     "server_error"

@@ -658,3 +658,39 @@ fn cli_rotates_and_retires() {
     );
     assert!(stdout.contains(&format!("{new_kid} (current)")), "{stdout}");
 }
+
+#[tokio::test]
+async fn replaced_key_file_makes_node_unready() {
+    let server = start().await;
+    let (id, secret) = client(&server).await;
+    server.client_token(&id, &secret, "").await;
+    let url = server.sesame.config().database_url.clone();
+
+    let (code, _, stderr) = run_cli(
+        server.data_path(),
+        &["keys", "--force"],
+        &[("SESAME_DATABASE_URL", &url)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    server.sesame.refresh_keys().await.expect("refresh");
+
+    let response = server
+        .post_form(
+            "/oauth/token",
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.json()["error"], "temporarily_unavailable");
+    assert_eq!(response.header("cache-control"), "no-store");
+    let ready = server
+        .http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "no current signing key");
+}
