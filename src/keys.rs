@@ -214,6 +214,14 @@ impl SigningKey {
         &self.access_token_header
     }
 
+    /// Returns the modulus length in bits of an RSA key, and `None` for other keys.
+    pub fn rsa_bits(&self) -> Option<u32> {
+        match &self.pair {
+            KeyPair::Rsa(pair) => u32::try_from(pair.public_modulus_len() * 8).ok(),
+            KeyPair::Ec(_) | KeyPair::Ed(_) => None,
+        }
+    }
+
     /// The signing algorithm.
     pub fn alg(&self) -> KeyAlgorithm {
         self.alg

@@ -12,6 +12,9 @@ use sesame::{Config, OpenOptions, Sesame};
 
 use super::Output;
 
+/// RSA key length in bits when `--length` is not given and no RSA key is being replaced.
+const DEFAULT_RSA_BITS: u32 = 2048;
+
 /// Arguments of `sesame keys`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("action").args(["force", "rotate", "retire"])))]
@@ -19,9 +22,10 @@ pub struct KeysArgs {
     /// Replace existing key files
     #[arg(long)]
     force: bool,
-    /// RSA key length in bits: 2048, 3072 or 4096
-    #[arg(long, value_name = "BITS", default_value_t = 2048)]
-    length: u32,
+    /// RSA key length in bits: 2048, 3072 or 4096 (default: 2048, or with --rotate the length
+    /// of the RSA key it replaces)
+    #[arg(long, value_name = "BITS")]
+    length: Option<u32>,
     /// Signing algorithm: rs256, es256 or eddsa (default: rs256, or with --rotate the
     /// algorithm of the key it replaces)
     #[arg(long, value_name = "ALG", value_parser = parse_alg)]
@@ -154,7 +158,13 @@ pub async fn keys(
             .map(|old| old.key.kid().to_owned()),
         false => None,
     };
-    let loaded = generate_with_progress(&config, alg, args.length, args.force).await?;
+    let loaded = generate_with_progress(
+        &config,
+        alg,
+        args.length.unwrap_or(DEFAULT_RSA_BITS),
+        args.force,
+    )
+    .await?;
     if let Some(old_kid) = replaced.filter(|old| old != loaded.key.kid()) {
         retire_replaced_key(config.clone(), &old_kid, migrate).await?;
     }
@@ -189,7 +199,15 @@ async fn rotate(
 ) -> anyhow::Result<ExitCode> {
     let max_age = config.jwks_max_age.as_secs();
     let sesame = super::open(config, migrate).await?;
-    let rotated = sesame.rotate_key(args.alg, args.length).await?;
+    // A rotation keeps the replaced RSA key's length unless --length is given, so a 4096-bit
+    // installation does not drop to 2048 bits by accident.
+    let current = sesame.signing_key();
+    let alg = args.alg.unwrap_or(current.alg());
+    let length = args
+        .length
+        .or(current.rsa_bits().filter(|_| alg == KeyAlgorithm::Rs256))
+        .unwrap_or(DEFAULT_RSA_BITS);
+    let rotated = sesame.rotate_key(args.alg, length).await?;
     let value = json!({
         "kid": rotated.kid,
         "alg": rotated.alg.name(),

@@ -172,3 +172,19 @@ async fn keys_length_4096_makes_4096_bit_key() {
     let (status, _, _) = server.get_with("/oauth/userinfo", &token).await;
     assert_eq!(status, reqwest::StatusCode::OK, "the 4096-bit key signs");
 }
+
+#[test]
+fn rotation_keeps_rsa_length() {
+    let dir = data_dir("");
+    let (code, _, stderr) = run_cli(dir.path(), &["keys", "--length", "3072"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = run_cli(dir.path(), &["keys", "--rotate", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let output: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(output["alg"], "RS256");
+    let path = output["private_key"].as_str().expect("private key path");
+    let text = std::fs::read_to_string(path).expect("rotated key file");
+    let key = sesame::keys::SigningKey::from_pem(&text, path).expect("a private key");
+    assert_eq!(key.rsa_bits(), Some(3072));
+}
