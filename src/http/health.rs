@@ -13,7 +13,7 @@ pub(crate) async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// Returns 200 when the database answers, the schema is current and this node has a current
+/// Returns 200 when the database responds, the schema is current and this node has a current
 /// signing key, and 503 otherwise.
 pub(crate) async fn readyz(State(sesame): State<Sesame>) -> Response {
     let status = sesame.store().schema_status().await;

@@ -68,7 +68,7 @@ pub(crate) fn encode_header(key: &SigningKey, typ: &str) -> String {
 /// every access token request signs one.
 fn sign_with_header(key: &SigningKey, header: &str, claims: &impl Serialize) -> Result<String> {
     let payload = serde_json::to_vec(claims).unwrap_or_default();
-    // Base64url makes 4 characters of every 3 bytes; an RSA-4096 signature is 512 bytes.
+    // Base64url makes 4 characters of every 3 bytes, and an RSA-4096 signature is 512 bytes.
     let mut token = String::with_capacity(header.len() + 2 + (payload.len() + 512) * 4 / 3 + 2);
     token.push_str(header);
     token.push('.');
