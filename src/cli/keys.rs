@@ -112,7 +112,6 @@ pub(crate) async fn generate_with_progress(
     Ok(result?)
 }
 
-/// `sesame keys`: writes a new key pair, refusing to replace one without `--force`; or
 /// Retires the key that `keys --force` replaced, so it stops verifying at once: whoever has
 /// the old private key must not be able to sign tokens or ID tokens any longer. Opening the
 /// installation records the new key first.
@@ -130,6 +129,7 @@ async fn retire_replaced_key(config: Config, old_kid: &str, migrate: bool) -> an
     Ok(())
 }
 
+/// `sesame keys`: writes a new key pair, refusing to replace one without `--force`; or
 /// rotates (`--rotate`) or retires (`--retire KID --now`) a key.
 pub async fn keys(
     config: Config,

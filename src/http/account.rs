@@ -1,11 +1,13 @@
 //! [`AccountUser`]: the signed-in user of the account-management JSON APIs
 //! (`/oauth/personal-access-tokens`, `/oauth/clients`, `/oauth/tokens`).
 
-use axum::extract::{FromRef, FromRequestParts, Path};
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 
-use super::ApiError;
+use super::{ApiError, MAX_BODY_BYTES};
 use crate::app::Sesame;
 use crate::config::ACCOUNT_SCOPE;
 use crate::guard::{Bearer, BearerError};
@@ -92,8 +94,51 @@ where
     }
 }
 
-/// Parses a JSON request body. A malformed body, a field of the wrong type or name, or a
-/// string containing a NUL byte is 400 `invalid_request` naming the expected `shape`.
+/// The body of a request to a JSON API, read only when its `Content-Type` is
+/// `application/json` (parameters such as `charset` allowed). Any other type, or none, is 415
+/// `invalid_request`, so a form or text body is never parsed as JSON; a body over the size
+/// limit is 413.
+pub(crate) struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !declares_json(request.headers()) {
+            return Err(ApiError::Status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "the body must be JSON sent with Content-Type: application/json".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    let message = format!("the request body is larger than {MAX_BODY_BYTES} bytes");
+                    ApiError::Status(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", message)
+                } else {
+                    let message = "the body could not be read".to_owned();
+                    ApiError::Status(StatusCode::BAD_REQUEST, "invalid_request", message)
+                }
+            })?;
+        Ok(JsonBytes(bytes))
+    }
+}
+
+/// Whether the one `Content-Type` header names `application/json`, in any letter case.
+fn declares_json(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let media_type = value.to_str().unwrap_or_default().split(';').next();
+    media_type.is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Parses a JSON request body. A malformed body, one that is not an object, a field of the
+/// wrong type or name, or a string containing a NUL byte is 400 `invalid_request` naming the
+/// expected `shape`.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
     shape: &str,
@@ -107,6 +152,10 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     };
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| invalid(error.to_string()))?;
+    // serde reads a struct from an array of its fields in order too; only an object is meant.
+    if !value.is_object() {
+        return Err(invalid("expected an object".to_owned()));
+    }
     // No stored value contains a NUL, and PostgreSQL rejects one in a query parameter.
     if contains_nul(&value) {
         return Err(invalid("a string contains a NUL byte".to_owned()));

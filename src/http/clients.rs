@@ -2,14 +2,13 @@
 //! `POST /oauth/clients/{id}/secret`: the clients a user registered. Another user's client
 //! gets 404, as an unknown one does.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::account::{AccountUser, RowId, json_body};
+use super::account::{AccountUser, JsonBytes, RowId, json_body};
 use super::{ApiError, no_store};
 use crate::app::Sesame;
 use crate::store::ClientRecord;
@@ -65,7 +64,7 @@ pub(crate) async fn list(
 pub(crate) async fn create(
     State(sesame): State<Sesame>,
     account: AccountUser,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
     let request: CreateRequest = json_body(&body, CREATE_SHAPE)?;
     let (client, secret) = sesame
@@ -88,7 +87,7 @@ pub(crate) async fn update(
     State(sesame): State<Sesame>,
     account: AccountUser,
     RowId(id): RowId,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
     let request: UpdateRequest = json_body(&body, UPDATE_SHAPE)?;
     let client = sesame

@@ -1,14 +1,13 @@
 //! `GET/POST /oauth/personal-access-tokens` and `DELETE /oauth/personal-access-tokens/{id}`:
 //! the signed-in user's personal access tokens, in Passport's JSON shape.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::account::{AccountUser, RowId};
+use super::account::{AccountUser, JsonBytes, RowId};
 use super::{ApiError, no_store};
 use crate::app::Sesame;
 
@@ -37,7 +36,7 @@ pub(crate) async fn list(
 pub(crate) async fn create(
     State(sesame): State<Sesame>,
     account: AccountUser,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
     let request: CreateRequest =
         super::account::json_body(&body, "{\"name\": ..., \"scopes\": [...]}")?;

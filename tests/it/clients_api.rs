@@ -267,6 +267,7 @@ async fn malformed_bodies_rejected() {
         .http
         .post(server.url("/oauth/clients"))
         .bearer_auth(&token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body("{not json")
         .send()
         .await

@@ -265,27 +265,103 @@ async fn json_apis_reject_bad_bodies() {
     let user_id = server.user("alice", "pw").await;
     let token = server.pat(user_id, &["sesame:account"]).await;
     let bodies: [&[u8]; 3] = [b"\xff\xfe{}", b"{\"name\": \"a\", \"name\": \"b\"", b"[]"];
-    for path in ["/oauth/personal-access-tokens", "/oauth/clients"] {
-        for body in bodies {
+    let mut cases: Vec<(&str, &[u8])> = ["/oauth/personal-access-tokens", "/oauth/clients"]
+        .into_iter()
+        .flat_map(|path| bodies.map(|body| (path, body)))
+        .collect();
+    // Arrays of each request's fields in order, which a derived Deserialize accepts as a struct.
+    cases.push(("/oauth/personal-access-tokens", b"[\"laptop\", []]"));
+    cases.push((
+        "/oauth/clients",
+        b"[\"app\", [\"https://app.example/cb\"], false]",
+    ));
+    let before = server.counts().await;
+    for (path, body) in cases {
+        let reply = Reply::read(
+            server
+                .http
+                .post(server.url(path))
+                .bearer_auth(&token)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec())
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            reply.text
+        );
+        assert_eq!(reply.json()["error"], "invalid_request", "{path}");
+    }
+    assert_eq!(server.counts().await, before);
+}
+
+#[tokio::test]
+async fn json_apis_require_json_content_type() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    let token = server.pat(user_id, &["sesame:account"]).await;
+    let bodies = [
+        (
+            "/oauth/personal-access-tokens",
+            r#"{"name": "laptop", "scopes": []}"#,
+        ),
+        (
+            "/oauth/clients",
+            r#"{"name": "app", "redirect_uris": ["https://app.example/cb"]}"#,
+        ),
+    ];
+    let before = server.counts().await;
+    for (path, body) in bodies {
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some(FORM),
+            Some("application/jsonp"),
+        ] {
+            let mut request = server.http.post(server.url(path)).bearer_auth(&token);
+            if let Some(content_type) = content_type {
+                request = request.header(CONTENT_TYPE, content_type);
+            }
+            let reply = Reply::read(request.body(body).send().await.expect("request")).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{path}, {content_type:?}: {}",
+                reply.text
+            );
+            assert_eq!(reply.json()["error"], "invalid_request", "{path}");
+        }
+        let two_types = server
+            .http
+            .post(server.url(path))
+            .bearer_auth(&token)
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "text/plain")
+            .body(body);
+        let reply = Reply::read(two_types.send().await.expect("request")).await;
+        assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+    }
+    assert_eq!(server.counts().await, before);
+    for (path, body) in bodies {
+        for content_type in ["application/json; charset=utf-8", "Application/JSON"] {
             let reply = Reply::read(
                 server
                     .http
                     .post(server.url(path))
                     .bearer_auth(&token)
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.to_vec())
+                    .header(CONTENT_TYPE, content_type)
+                    .body(body)
                     .send()
                     .await
                     .expect("request"),
             )
             .await;
-            assert_eq!(
-                reply.status,
-                StatusCode::BAD_REQUEST,
-                "{path}: {}",
-                reply.text
-            );
-            assert_eq!(reply.json()["error"], "invalid_request", "{path}");
+            assert_eq!(reply.status, StatusCode::CREATED, "{path}, {content_type}");
         }
     }
 }

@@ -190,6 +190,7 @@ async fn malformed_create_bodies_rejected() {
         .http
         .post(server.url("/oauth/personal-access-tokens"))
         .bearer_auth(&token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body("{not json")
         .send()
         .await
