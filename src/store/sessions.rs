@@ -232,9 +232,13 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         let query = match self.backend {
+            // The MySQL key holds only the first 255 characters of the redirect URI, so a URI
+            // sharing them replaces the row whole. Updating only the scopes would leave them
+            // remembered for the other URI.
             Backend::MySql => {
                 "INSERT INTO sesame_consents (user_id, client_id, redirect_uri, scopes, created_at) \
-                 VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE scopes = VALUES(scopes)"
+                 VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+                 redirect_uri = VALUES(redirect_uri), scopes = VALUES(scopes)"
             }
             _ => {
                 "INSERT INTO sesame_consents (user_id, client_id, redirect_uri, scopes, created_at) \

@@ -243,6 +243,33 @@ async fn other_redirect_uri_asks_consent_again() {
     assert!(page.location.is_none());
 }
 
+// Remembered consent belongs to the whole redirect URI, also where two URIs share their first
+// 255 characters, the prefix that the MySQL schema indexes.
+#[tokio::test]
+async fn long_redirect_uris_keep_own_consent() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+    let shared = format!("{REDIRECT}/{}", "p".repeat(300));
+    let (first, second) = (format!("{shared}/one"), format!("{shared}/two"));
+    let app = app(&server, ClientKind::AuthorizationCode, &[&first, &second]).await;
+    let browser = Browser::new(&server);
+    let query = |uri: &str, scope: &str| {
+        code_query(&app, uri, "").replace("&scope=read&", &format!("&scope={scope}&"))
+    };
+    approve(&browser, &query(&first, "read"), "alice").await;
+    approve(&browser, &query(&second, "read%20write"), "alice").await;
+
+    let page = browser
+        .get(&format!(
+            "/oauth/authorize?{}",
+            query(&first, "read%20write")
+        ))
+        .await;
+
+    assert_eq!(page.status, StatusCode::OK, "the first URI asks for write");
+    assert!(page.location.is_none());
+}
+
 // catalogue B15: after reuse revokes a family, the same user and client can start over.
 #[tokio::test]
 async fn fresh_authorization_works_after_reuse() {
