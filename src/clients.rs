@@ -17,6 +17,10 @@ pub const MAX_REDIRECT_URIS: usize = 32;
 /// The maximum length of one redirect URI, in bytes.
 pub const MAX_REDIRECT_URI_BYTES: usize = 2000;
 
+/// The maximum length of a client's redirect URIs stored together as a JSON array, in bytes:
+/// the size of the MySQL column.
+pub const MAX_REDIRECT_URIS_STORED_BYTES: usize = 8000;
+
 /// Schemes never accepted, whatever their case: they run code or carry content instead of
 /// reaching an application.
 const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "about", "blob"];
@@ -26,8 +30,8 @@ const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "
 /// It accepts absolute `https` URIs, and `http` URIs whose host is a loopback address
 /// (`127.0.0.0/8`, `[::1]`) or `localhost` (RFC 8252 §7.3). It also accepts private-use schemes
 /// in reverse domain name form, such as `com.example.app:/callback` (RFC 8252 §7.1). It rejects
-/// fragments (RFC 6749 §3.1.2), userinfo, whitespace and control characters, wildcards in the
-/// host, and `javascript:`, `data:` and similar schemes in any case.
+/// fragments (RFC 6749 §3.1.2), userinfo, whitespace, control characters and backslashes,
+/// wildcards in the host, and `javascript:`, `data:` and similar schemes in any case.
 ///
 /// # Errors
 ///
@@ -49,6 +53,11 @@ pub fn validate_redirect_uri(uri: &str) -> Result<()> {
     }
     if uri.contains('#') {
         return Err(invalid("has a fragment"));
+    }
+    // URL parsers read a backslash as a slash in http and https URIs, so the host that a
+    // browser reaches is not the one that the text seems to show.
+    if uri.contains('\\') {
+        return Err(invalid("contains a backslash; percent-encode it as %5C"));
     }
     // Redirects send the URI in a Location header, which must be ASCII.
     if !uri.is_ascii() {
@@ -121,6 +130,13 @@ fn validate_redirect_uris(uris: &[String]) -> Result<Vec<String>> {
         if !unique.contains(uri) {
             unique.push(uri.clone());
         }
+    }
+    let stored = serde_json::to_string(&unique).map_or(usize::MAX, |json| json.len());
+    if stored > MAX_REDIRECT_URIS_STORED_BYTES {
+        return Err(Error::InvalidRedirectUri(format!(
+            "the redirect URIs take {stored} bytes as a JSON array; at most \
+             {MAX_REDIRECT_URIS_STORED_BYTES} are allowed, so register fewer or shorter ones"
+        )));
     }
     Ok(unique)
 }

@@ -10,8 +10,13 @@ pub fn validate_registration(uri: &str) -> Result<(), String> {
     crate::clients::validate_redirect_uri(uri).map_err(|error| error.to_string())
 }
 
-/// Returns the registered URI that `requested` matches, if any.
+/// Returns the registered URI that `requested` matches, if any. A requested URI longer than
+/// any registered URI may be matches none, even with a loopback port, so that every stored
+/// copy of it fits its column.
 pub fn find_match<'a>(registered: &'a [String], requested: &str) -> Option<&'a str> {
+    if requested.len() > crate::clients::MAX_REDIRECT_URI_BYTES {
+        return None;
+    }
     registered
         .iter()
         .map(String::as_str)

@@ -7,13 +7,48 @@ use crate::store::{EndedAccess, UserRecord};
 /// The maximum length of a user name, in characters.
 pub const MAX_NAME_CHARS: usize = 255;
 
+/// The maximum length of an email address, in characters (RFC 5321 §4.5.3.1.3 limits a path
+/// to 256 octets with its angle brackets).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// Returns the key that counts failed sign-ins as `name`, on the sign-in page and in the
+/// password grant. A name longer than any user name can be is keyed by its SHA-256 hash, so
+/// that a typed name of kilobytes still fits every backend's index on the key.
+pub(crate) fn sign_in_attempt_key(name: &str) -> String {
+    if name.chars().count() <= MAX_NAME_CHARS {
+        format!("login:user:{name}")
+    } else {
+        format!("login:user:{}", crate::token::secret::hash_secret(name))
+    }
+}
+
+/// Checks an email address given for a user: at most [`MAX_EMAIL_CHARS`] characters, with
+/// text on both sides of an `@` and no spaces, control or invisible formatting characters.
+/// The address is shown by `user list` and sent in ID tokens and userinfo.
+fn check_email(email: &str) -> Result<()> {
+    let shaped = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+    let clean = !email
+        .chars()
+        .any(|c| c.is_whitespace() || crate::names::is_forbidden_in_name(c));
+    if shaped && clean && email.chars().count() <= MAX_EMAIL_CHARS {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "an email address must be at most {MAX_EMAIL_CHARS} characters with an @ and no spaces, \
+         control or invisible formatting characters"
+    )))
+}
+
 impl Sesame {
     /// Adds a user. The password, if any, is stored as an Argon2id hash.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for an empty or overlong name, or an empty password or one with a
-    /// control character; [`Error::UserExists`] when the name is taken.
+    /// [`Error::InvalidInput`] for an empty or overlong name, a malformed email address, or an
+    /// empty password or one with a control character; [`Error::UserExists`] when the name is
+    /// taken.
     pub async fn add_user(
         &self,
         name: &str,
@@ -36,6 +71,9 @@ impl Sesame {
             return Err(Error::InvalidInput(format!(
                 "user name {name:?} is all digits, which reads as a user id; add a letter"
             )));
+        }
+        if let Some(email) = email {
+            check_email(email)?;
         }
         let hash = match password {
             Some(password) => {

@@ -45,7 +45,7 @@ pub async fn grant(
     // this grant is no way around it.
     let store = sesame.store();
     let now = sesame.now();
-    let user_key = format!("login:user:{username}");
+    let user_key = crate::users::sign_in_attempt_key(username);
     let _turn = sesame.sign_in_turns().wait(&user_key).await?;
     if let Some(until) = store.attempt_blocked_until(&user_key, now).await? {
         let mut error = OAuthError::temporarily_unavailable(format!(

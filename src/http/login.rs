@@ -105,7 +105,7 @@ async fn submit_inner(
     let password = form.get("password").unwrap_or_default();
     let store = sesame.store();
     let now = sesame.now();
-    let user_key = format!("login:user:{username}");
+    let user_key = crate::users::sign_in_attempt_key(username);
     let _turn = sesame.sign_in_turns().wait(&user_key).await?;
     let keys: Vec<String> = [Some(user_key.clone()), address.key("login")]
         .into_iter()

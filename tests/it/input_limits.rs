@@ -489,6 +489,74 @@ async fn invisible_characters_in_user_names_rejected() {
 }
 
 #[tokio::test]
+async fn malformed_emails_rejected() {
+    let server = Server::start().await;
+    let too_long = format!("{}@example.com", "a".repeat(250));
+    let cases = [
+        "\u{1b}[2Jroot@example.com",
+        "alice@example.com\nbob@example.com",
+        "alice@exa\u{202e}mple.com",
+        "alice example.com",
+        "@example.com",
+        "alice@",
+        too_long.as_str(),
+    ];
+    for (index, email) in cases.into_iter().enumerate() {
+        let name = format!("user{index}");
+        let rejected = server.sesame.add_user(&name, Some(email), None).await;
+        assert!(
+            matches!(rejected, Err(sesame::Error::InvalidInput(_))),
+            "{email:?}: {rejected:?}"
+        );
+    }
+    let users = server.count("SELECT COUNT(*) FROM users").await;
+    assert_eq!(users, 0);
+    let added = server
+        .sesame
+        .add_user("zoe", Some("zoë@exämple.com"), None)
+        .await;
+    assert!(added.is_ok(), "{added:?}");
+}
+
+// A typed user name of kilobytes names no user, and its failed sign-ins are counted under a
+// key that fits every backend's index.
+#[tokio::test]
+async fn long_sign_in_names_never_500() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+    let (id, secret) = server.client(ClientKind::Password, None).await;
+    // Random hex, which PostgreSQL cannot compress below its index row limit.
+    let name: String = (0..100)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    let reply = server
+        .post_form(
+            "/oauth/token",
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "password"),
+                ("username", &name),
+                ("password", "pw"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_grant");
+
+    let browser = crate::browser::Browser::new(&server);
+    let page = browser.get("/login").await;
+    let csrf = page.field("_csrf");
+    let failed = browser
+        .post(
+            "/login",
+            &[("_csrf", &csrf), ("username", &name), ("password", "pw")],
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::UNAUTHORIZED, "{}", failed.body);
+    assert!(failed.body.contains("incorrect"), "{}", failed.body);
+}
+
+#[tokio::test]
 async fn passwords_no_form_can_send_rejected() {
     let server = Server::start().await;
     let rejected = server.sesame.add_user("dave", None, Some("pw\0abc")).await;

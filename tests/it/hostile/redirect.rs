@@ -183,6 +183,7 @@ async fn clients_api_rejects_dangerous_redirect_uris() {
         "https://client.example/cb?error=x",
         "https://client.example/cb#code=evil",
         "https://client.example*",
+        "https://evil.example\\@client.example/cb",
     ] {
         let body = json!({"name": "App", "redirect_uris": [uri]});
 
@@ -202,4 +203,35 @@ async fn clients_api_rejects_dangerous_redirect_uris() {
         .count("SELECT COUNT(*) FROM oauth_clients WHERE user_id IS NOT NULL")
         .await;
     assert_eq!(stored, 0);
+}
+
+// Every redirect URI that passes the checks fits the columns that store it on every backend:
+// a client's URIs together, and a loopback URI of the longest registrable length once a port
+// is added.
+#[tokio::test]
+async fn longest_redirect_uris_never_500() {
+    let server = Server::start().await;
+    let user_id = server.user("alice", "pw").await;
+    let token = server.pat(user_id, &["sesame:account"]).await;
+    let long = |n: usize| format!("https://client.example/{n}/{}", "p".repeat(1970));
+    let body = json!({"name": "App", "redirect_uris": (0..5).map(long).collect::<Vec<_>>()});
+
+    let reply = server
+        .send_json(Method::POST, "/oauth/clients", Some(&token), Some(&body))
+        .await;
+
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_redirect_uri");
+    let stored = server
+        .count("SELECT COUNT(*) FROM oauth_clients WHERE user_id IS NOT NULL")
+        .await;
+    assert_eq!(stored, 0);
+
+    let loopback = "http://127.0.0.1/cb";
+    let longest = format!("{loopback}{}", "p".repeat(2000 - loopback.len()));
+    let app = app(&server, ClientKind::AuthorizationCode, &[&longest]).await;
+    let browser = Browser::new(&server);
+    browser.sign_in("alice", "pw", "/account/tokens").await;
+    let with_port = longest.replacen("127.0.0.1", "127.0.0.1:65535", 1);
+    assert_error_pages(&server, &browser, &app.id, &[&with_port]).await;
 }
