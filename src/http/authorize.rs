@@ -249,6 +249,23 @@ async fn decide_inner(
             ));
         }
     };
+    // A form without a decision approves, as Passport's POST does. DELETE denies.
+    let method_denies = method == Method::DELETE
+        || form
+            .get("_method")
+            .is_some_and(|m| m.eq_ignore_ascii_case("DELETE"));
+    let deny = match form.get("decision") {
+        _ if method_denies => true,
+        None | Some("approve") => false,
+        Some("deny") => true,
+        Some(_) => {
+            return Ok(message_page(
+                StatusCode::BAD_REQUEST,
+                "Authorization failed",
+                "The form was malformed: the decision must be approve or deny.",
+            ));
+        }
+    };
     let now = sesame.now();
     let request_hash = hash_secret(form.get("auth_request").unwrap_or_default());
     let Some(request) = sesame
@@ -270,11 +287,6 @@ async fn decide_inner(
             "The application was removed.",
         ));
     };
-    let deny = method == Method::DELETE
-        || form
-            .get("_method")
-            .is_some_and(|m| m.eq_ignore_ascii_case("DELETE"))
-        || form.get("decision") == Some("deny");
     if deny {
         tracing::info!(client_id = %client.id, user_id, "user denied authorization");
         let location = error_redirect(

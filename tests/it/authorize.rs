@@ -221,6 +221,42 @@ async fn consent_decision_needs_csrf() {
 }
 
 #[tokio::test]
+async fn unknown_consent_decision_rejected() {
+    let (server, app, browser) = setup().await;
+    let consent = browser.authorize(&query(&app, ""), "alice", "pw").await;
+    let csrf = consent.field("_csrf");
+    let request = consent.field("auth_request");
+    for decision in ["maybe", "DENY", "approve "] {
+        let page = browser
+            .post(
+                "/oauth/authorize",
+                &[
+                    ("_csrf", &csrf),
+                    ("auth_request", &request),
+                    ("decision", decision),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{decision:?}");
+        assert!(page.location.is_none(), "{decision:?}");
+    }
+    let codes = server.count("SELECT COUNT(*) FROM oauth_auth_codes").await;
+    assert_eq!(codes, 0);
+
+    // The request stays open, and a form without a decision approves it.
+    let approved = browser
+        .post(
+            "/oauth/authorize",
+            &[("_csrf", &csrf), ("auth_request", &request)],
+        )
+        .await;
+
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    let location = approved.location.expect("location");
+    assert!(query_param(&location, "code").is_some(), "{location}");
+}
+
+#[tokio::test]
 async fn consent_answered_once() {
     let (_server, app, browser) = setup().await;
     let consent = browser.authorize(&query(&app, ""), "alice", "pw").await;
