@@ -72,46 +72,43 @@ impl From<Error> for AuthorizeError {
     }
 }
 
-/// Parses a query string into single-valued parameters, returning the names given more than
-/// once separately so the caller can decide how to report them.
-pub fn parse_query(query: &str) -> (HashMap<String, String>, Vec<String>) {
-    let mut params = HashMap::new();
-    let mut repeated = Vec::new();
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let name = name.into_owned();
-        if params.insert(name.clone(), value.into_owned()).is_some() && !repeated.contains(&name) {
-            repeated.push(name);
-        }
-    }
-    (params, repeated)
+/// The parameters of an authorization request's query string.
+#[derive(Debug, Default)]
+pub struct QueryParams {
+    /// Each well-formed parameter's value; for a repeated one, the last.
+    pub values: HashMap<String, String>,
+    /// The names given more than once.
+    pub repeated: Vec<String>,
+    /// The names whose name or value has malformed percent-encoding, is not UTF-8 once
+    /// decoded, or contains a NUL byte. They have no value in `values`.
+    pub malformed: Vec<String>,
 }
 
 /// Checks an authorization request. Problems with `client_id` or `redirect_uri` are
 /// [`AuthorizeError::Page`]; every later problem redirects with `error`, `state` and `iss`.
 pub async fn check_request(
     sesame: &Sesame,
-    params: &HashMap<String, String>,
-    repeated: &[String],
+    query: &QueryParams,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
+    let repeated = &query.repeated;
     let get = |name: &str| {
-        params
+        query
+            .values
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     };
-    if repeated
-        .iter()
-        .any(|name| name == "client_id" || name == "redirect_uri")
-    {
+    let names_client = |name: &String| name == "client_id" || name == "redirect_uri";
+    if repeated.iter().any(names_client) {
         return Err(AuthorizeError::Page(
             "client_id or redirect_uri was given more than once".into(),
         ));
     }
-    // A NUL byte matches no stored value, and PostgreSQL rejects one in a query parameter.
-    let has_nul = |name: &str| params.get(name).is_some_and(|value| value.contains('\0'));
-    if has_nul("client_id") || has_nul("redirect_uri") {
+    if query.malformed.iter().any(names_client) {
         return Err(AuthorizeError::Page(
-            "client_id or redirect_uri contains a NUL byte".into(),
+            "client_id or redirect_uri has malformed percent-encoding, invalid UTF-8 or a NUL \
+             byte"
+                .into(),
         ));
     }
     let client_id =
@@ -159,10 +156,12 @@ pub async fn check_request(
             &format!("parameter {name} was given more than once"),
         ));
     }
-    if let Some(name) = params.keys().find(|name| has_nul(name)) {
+    if let Some(name) = query.malformed.first() {
         return Err(fail(
             "invalid_request",
-            &format!("parameter {name} contains a NUL byte"),
+            &format!(
+                "parameter {name} has malformed percent-encoding, invalid UTF-8 or a NUL byte"
+            ),
         ));
     }
     if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_BYTES) {
@@ -519,13 +518,6 @@ fn check_redemption(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_reports_repeated_names() {
-        let (params, repeated) = parse_query("a=1&b=2&a=3&c=&c=");
-        assert_eq!(params.len(), 3);
-        assert_eq!(repeated, ["a", "c"]);
-    }
 
     #[test]
     fn verifier_shape() {

@@ -79,7 +79,12 @@ async fn tokens_page(
         })
         .collect();
     let mut offered: Vec<String> = sesame.config().scopes.keys().cloned().collect();
-    for (id, _) in BUILT_IN_SCOPES {
+    // A personal token gets no ID token and no refresh token, so `openid` and
+    // `offline_access` would mean nothing on it.
+    let meaningful = BUILT_IN_SCOPES
+        .iter()
+        .filter(|(id, _)| !matches!(*id, "openid" | "offline_access"));
+    for (id, _) in meaningful {
         if !offered.iter().any(|s| s == id) {
             offered.push((*id).to_owned());
         }
@@ -105,6 +110,37 @@ async fn tokens_page(
     ))
 }
 
+/// The fields of the form that creates a token.
+struct CreateForm {
+    csrf: Option<String>,
+    name: String,
+    scopes: Vec<String>,
+}
+
+/// Reads the create form as strictly as the OAuth forms, except that `scope` repeats once per
+/// ticked box. Returns `None` for a malformed body or any other field given twice.
+fn create_form(body: &[u8]) -> Option<CreateForm> {
+    let mut form = CreateForm {
+        csrf: None,
+        name: String::new(),
+        scopes: Vec::new(),
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in super::form::parse_pairs(body).ok()? {
+        if key != "scope" && seen.contains(&key) {
+            return None;
+        }
+        match key.as_str() {
+            "_csrf" => form.csrf = Some(value),
+            "name" => form.name = value,
+            "scope" => form.scopes.push(value),
+            _ => {}
+        }
+        seen.push(key);
+    }
+    Some(form)
+}
+
 /// Lists the user's tokens with a form to create one.
 pub(crate) async fn show(State(sesame): State<Sesame>, headers: HeaderMap) -> Response {
     let result = async {
@@ -127,17 +163,14 @@ pub(crate) async fn create(
         let Some((session, user_id)) = signed_in(&sesame, &headers).await? else {
             return Ok(login_redirect());
         };
-        let mut csrf = None;
-        let mut name = String::new();
-        let mut scopes: Vec<String> = Vec::new();
-        for (key, value) in url::form_urlencoded::parse(&body) {
-            match key.as_ref() {
-                "_csrf" => csrf = Some(value.into_owned()),
-                "name" => name = value.into_owned(),
-                "scope" => scopes.push(value.into_owned()),
-                _ => {}
-            }
-        }
+        let Some(form) = create_form(&body) else {
+            return Ok(message_page(
+                StatusCode::BAD_REQUEST,
+                "Personal access tokens",
+                "The form was malformed.",
+            ));
+        };
+        let CreateForm { csrf, name, scopes } = form;
         if !session.csrf_matches(csrf.as_deref()) {
             return Ok(message_page(
                 StatusCode::FORBIDDEN,

@@ -14,7 +14,6 @@ use crate::config::ACCOUNT_SCOPE;
 use crate::error::Error;
 use crate::grant::authorization_code::{
     Approval, AuthorizationRequest, AuthorizeError, check_request, error_redirect, issue_code,
-    parse_query,
 };
 use crate::store::AuthRequestRecord;
 use crate::token::secret::{Secret, hash_secret};
@@ -40,8 +39,8 @@ pub(crate) async fn show(
     if let Err(error) = super::form::check_query_limits(&query) {
         return authorize_error(&sesame, AuthorizeError::Page(error.description));
     }
-    let (params, repeated) = parse_query(&query);
-    let request = match check_request(&sesame, &params, &repeated).await {
+    let params = super::form::parse_authorization_query(&query);
+    let request = match check_request(&sesame, &params).await {
         Ok(request) => request,
         Err(error) => return authorize_error(&sesame, error),
     };

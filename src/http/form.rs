@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
+use crate::grant::authorization_code::QueryParams;
 use crate::grant::client_auth::ClientCredentials;
 use crate::grant::{OAuthError, Params};
 
@@ -83,24 +84,63 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
 /// Parses a form body, rejecting invalid UTF-8, malformed percent-encoding, too many or too
 /// long parameters and any parameter given twice.
 pub(crate) fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| OAuthError::invalid_request("the body is not valid UTF-8"))?;
     let mut params = HashMap::new();
-    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = decode_component(name)?;
-        let value = decode_component(value)?;
-        if params.len() >= MAX_PARAMS {
-            return Err(too_many_parameters());
-        }
-        check_length(&name, &value)?;
-        if params.insert(name.clone(), value).is_some() {
+    for (name, value) in parse_pairs(bytes)? {
+        if params.contains_key(&name) {
             return Err(OAuthError::invalid_request(format!(
                 "parameter {name:?} is repeated"
             )));
         }
+        params.insert(name, value);
     }
     Ok(Params(params))
+}
+
+/// Splits a form body into decoded pairs in order, rejecting invalid UTF-8, malformed
+/// percent-encoding, a NUL byte, and too many or too long parameters. Repeats are kept.
+pub(crate) fn parse_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| OAuthError::invalid_request("the body is not valid UTF-8"))?;
+    let mut pairs = Vec::new();
+    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
+        if pairs.len() >= MAX_PARAMS {
+            return Err(too_many_parameters());
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (decode_component(name)?, decode_component(value)?);
+        check_length(&name, &value)?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// Parses the query string of an authorization request. Unlike [`parse_form`] it rejects no
+/// parameter outright. It reports the names given more than once and those whose name or
+/// value is malformed, so that the error goes to a page or to the redirect URI.
+pub(crate) fn parse_authorization_query(query: &str) -> QueryParams {
+    let mut parsed = QueryParams::default();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Ok(name) = decode_component(name) else {
+            let lossy = url::form_urlencoded::parse(name.as_bytes())
+                .next()
+                .map(|(name, _)| name.into_owned())
+                .unwrap_or_default();
+            parsed.malformed.push(lossy);
+            continue;
+        };
+        let Ok(value) = decode_component(value) else {
+            parsed.values.remove(&name);
+            parsed.malformed.push(name);
+            continue;
+        };
+        let seen = parsed.values.contains_key(&name) || parsed.malformed.contains(&name);
+        if seen && !parsed.repeated.contains(&name) {
+            parsed.repeated.push(name.clone());
+        }
+        parsed.values.insert(name, value);
+    }
+    parsed
 }
 
 /// Checks the parameter count and lengths of a query string, which is decoded elsewhere.
@@ -124,11 +164,12 @@ pub(crate) fn check_query_limits(query: &str) -> Result<(), OAuthError> {
 }
 
 /// Reads one parameter of a page's query string, such as `return_to`, after checking the
-/// query's limits. Invalid UTF-8 is decoded lossily, so such a value never matches anything.
+/// query's limits.
 ///
 /// # Errors
 ///
-/// `invalid_request` when the limits are exceeded or the parameter is repeated.
+/// `invalid_request` when the limits are exceeded, any parameter is malformed, or the
+/// parameter is repeated.
 pub(crate) fn query_param(
     query: Option<&str>,
     expected: &str,
@@ -136,8 +177,8 @@ pub(crate) fn query_param(
     let query = query.unwrap_or_default();
     check_query_limits(query)?;
     let mut found = None;
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        if name == expected && found.replace(value.into_owned()).is_some() {
+    for (name, value) in parse_pairs(query.as_bytes())? {
+        if name == expected && found.replace(value).is_some() {
             return Err(OAuthError::invalid_request(format!(
                 "parameter {expected:?} is repeated"
             )));

@@ -76,6 +76,42 @@ async fn unknown_scope_shows_error() {
 }
 
 #[tokio::test]
+async fn malformed_create_forms_rejected() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+    let browser = Browser::new(&server);
+    browser.sign_in("alice", "pw", "/account/tokens").await;
+    let page = browser.get("/account/tokens").await;
+    let csrf = page.field("_csrf");
+    let many: Vec<String> = (0..65).map(|i| format!("p{i}=1")).collect();
+    let cases = [
+        format!("_csrf=forged&_csrf={csrf}&name=laptop"),
+        format!("_csrf={csrf}&name=a&name=b"),
+        format!("_csrf={csrf}&name=caf%E9"),
+        format!("_csrf={csrf}&name=a%ZZ"),
+        format!("_csrf={csrf}&name=laptop&{}", many.join("&")),
+    ];
+    for body in &cases {
+        let page = browser.post_raw("/account/tokens", body).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let tokens = server
+        .count("SELECT COUNT(*) FROM oauth_access_tokens")
+        .await;
+    assert_eq!(tokens, 0);
+
+    // Personal tokens get no ID token and no refresh token, so the page never offers the
+    // scopes that ask for them.
+    assert!(page.body.contains("value=\"read\""), "{}", page.body);
+    assert!(!page.body.contains("value=\"openid\""), "{}", page.body);
+    assert!(
+        !page.body.contains("value=\"offline_access\""),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
 async fn signed_out_visitor_sent_to_login() {
     let server = Server::start().await;
     let browser = Browser::new(&server);

@@ -93,6 +93,23 @@ impl Browser {
         .await
     }
 
+    /// Posts `body` as a form body exactly as given, for forms a browser would not send.
+    pub async fn post_raw(&self, path: &str, body: &str) -> Page {
+        Self::page(
+            self.http
+                .post(self.absolute(path))
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body.to_owned())
+                .send()
+                .await
+                .expect("post"),
+        )
+        .await
+    }
+
     /// Signs in through the login page and returns the page the sign-in redirected to.
     pub async fn sign_in(&self, username: &str, password: &str, return_to: &str) -> Page {
         let login = self

@@ -219,13 +219,16 @@ async fn authorize_query_limits_give_error_page() {
 }
 
 #[tokio::test]
-async fn page_queries_reject_repeats_and_floods() {
+async fn page_queries_reject_malformed_input() {
     let server = Server::start().await;
     let many: Vec<String> = (0..65).map(|i| format!("p{i}=1")).collect();
     let cases = [
         "/login?return_to=/a&return_to=/b".to_owned(),
         format!("/login?{}", many.join("&")),
         "/oauth/device?user_code=A&user_code=B".to_owned(),
+        "/login?return_to=%FF".to_owned(),
+        "/login?return_to=/a&x=%ZZ".to_owned(),
+        "/oauth/device?user_code=%E9".to_owned(),
     ];
     for path in cases {
         let reply = Reply::read(
@@ -243,20 +246,6 @@ async fn page_queries_reject_repeats_and_floods() {
             "{path}"
         );
     }
-    let reply = Reply::read(
-        server
-            .http
-            .get(server.url("/login?return_to=%FF"))
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::OK,
-        "invalid UTF-8 is not a local path"
-    );
 }
 
 #[tokio::test]

@@ -270,6 +270,35 @@ async fn long_redirect_uris_keep_own_consent() {
     assert!(page.location.is_none());
 }
 
+// Malformed percent-encoding or invalid UTF-8 in any parameter is invalid_request: on a page
+// for client_id and redirect_uri, at the redirect URI for the rest, and a malformed state is
+// never echoed in an altered form.
+#[tokio::test]
+async fn malformed_parameters_rejected() {
+    let (_server, app, browser) = setup().await;
+    browser.sign_in("alice", "pw", "/account/tokens").await;
+    let base = code_query(&app, REDIRECT, "").replace("&state=xyz", "");
+    for extra in [
+        "&state=%FF",
+        "&state=%ZZ",
+        "&state=s&nonce=%E9",
+        "&state=s&x%ZZ=1",
+    ] {
+        let (error, state) = redirect_error(&browser, &format!("{base}{extra}")).await;
+        assert_eq!(error, "invalid_request", "{extra}");
+        if extra.starts_with("&state=%") {
+            assert_eq!(state, None, "{extra}");
+        }
+    }
+    let malformed_client = base.replace(&app.id, &format!("{}%ZZ", app.id));
+    let malformed_uri = base.replace("redirect_uri=", "redirect_uri=%E9");
+    for query in [malformed_client, malformed_uri] {
+        let page = browser.get(&format!("/oauth/authorize?{query}")).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(page.location.is_none(), "{query}");
+    }
+}
+
 // catalogue B15: after reuse revokes a family, the same user and client can start over.
 #[tokio::test]
 async fn fresh_authorization_works_after_reuse() {
