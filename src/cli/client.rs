@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use clap::builder::NonEmptyStringValueParser;
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
@@ -65,7 +66,7 @@ pub struct ClientArgs {
     )]
     audience: Option<String>,
     /// Display name of the new client
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
     name: Option<String>,
     /// Scopes the client may request, comma-separated (default: every declared scope)
     #[arg(long, value_name = "A,B")]
@@ -279,6 +280,11 @@ fn kind_to_create(args: &ClientArgs) -> Result<ClientKind, UsageError> {
              --device, --client, --password, --personal or --resource-server",
         ));
     };
+    if kind == ClientKind::Public && args.redirect_uris.is_empty() {
+        return Err(UsageError(
+            "a public client signs users in through a redirect; add --redirect-uri URI",
+        ));
+    }
     if kind == ClientKind::ResourceServer && args.scopes.is_some() {
         return Err(UsageError(
             "a resource server requests no scopes; drop --scopes",

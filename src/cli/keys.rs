@@ -24,7 +24,7 @@ pub struct KeysArgs {
     force: bool,
     /// RSA key length in bits: 2048, 3072 or 4096 (default: 2048, or with --rotate the length
     /// of the RSA key it replaces)
-    #[arg(long, value_name = "BITS")]
+    #[arg(long, value_name = "BITS", value_parser = parse_rsa_bits)]
     length: Option<u32>,
     /// Signing algorithm: rs256, es256 or eddsa (default: rs256, or with --rotate the
     /// algorithm of the key it replaces)
@@ -50,8 +50,17 @@ pub struct InstallArgs {
     #[arg(long)]
     force: bool,
     /// RSA key length in bits: 2048, 3072 or 4096
-    #[arg(long, value_name = "BITS", default_value_t = 2048)]
+    #[arg(long, value_name = "BITS", default_value_t = 2048, value_parser = parse_rsa_bits)]
     length: u32,
+}
+
+fn parse_rsa_bits(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(bits @ (2048 | 3072 | 4096)) => Ok(bits),
+        _ => Err(format!(
+            "unsupported RSA key length {text:?}; use 2048, 3072 or 4096"
+        )),
+    }
 }
 
 fn parse_alg(text: &str) -> Result<KeyAlgorithm, String> {

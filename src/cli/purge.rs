@@ -19,7 +19,12 @@ pub struct PurgeArgs {
     #[arg(long)]
     expired: bool,
     /// Keep tokens that expired or were revoked within this many hours
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     hours: u32,
 }
 

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
@@ -19,7 +20,12 @@ pub struct TokenArgs {
     #[arg(long, value_name = "ID_OR_NAME", required = true)]
     user: Option<String>,
     /// Token name
-    #[arg(long, value_name = "NAME", default_value = "CLI token")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "CLI token",
+        value_parser = NonEmptyStringValueParser::new()
+    )]
     name: String,
     /// Scopes, comma-separated (declared or built-in, including sesame:account)
     #[arg(long, value_name = "A,B")]

@@ -3,6 +3,7 @@
 use std::io::Read as _;
 use std::process::ExitCode;
 
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
@@ -22,6 +23,7 @@ enum UserAction {
     /// Add a user
     Add {
         /// Login name (no spaces)
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
         name: String,
         /// E-mail address
         #[arg(long, value_name = "EMAIL")]

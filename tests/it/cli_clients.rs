@@ -181,6 +181,31 @@ fn arguments_that_do_not_fit_together_exit_2() {
 }
 
 #[test]
+fn bad_argument_values_exit_2() {
+    let dir = data_dir("");
+    let cases: [(&[&str], &str); 6] = [
+        (&["client", "--public"], "--redirect-uri"),
+        (&["client", "--client", "--name", ""], "--name"),
+        (
+            &["keys", "--force", "--length", "100"],
+            "2048, 3072 or 4096",
+        ),
+        (&["install", "--length", "1024"], "2048, 3072 or 4096"),
+        (&["purge", "--hours", "-1"], "--hours"),
+        (&["user", "add", ""], "NAME"),
+    ];
+    for (args, named) in cases {
+        let (code, stdout, stderr) = run_cli(dir.path(), args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("sesame.db").exists(),
+        "a usage error installs nothing"
+    );
+}
+
+#[test]
 fn list_marks_current_personal_client() {
     let dir = data_dir("");
     let (code, stdout, stderr) = run_cli(dir.path(), &["install", "--json"], &[]);
