@@ -38,12 +38,25 @@ enum AccountCredential {
 impl AccountUser {
     /// Checks that the user may put each of `scopes` into a new token. A bearer token passes on
     /// only the scopes it holds, so a token never mints a token with more scopes than it has.
-    /// A scope it lacks gets RFC 6750's 403 with a challenge naming that scope.
+    /// A scope it lacks gets RFC 6750's 403 with a challenge naming that scope. A bearer token
+    /// never passes on `sesame:account` (400 `invalid_scope`).
     pub fn check_grantable(&self, scopes: &[String]) -> Result<(), ApiError> {
         let AccountCredential::Bearer(bearer) = &self.credential else {
             // A signed-in user may give their own tokens any scope, as on the token page.
             return Ok(());
         };
+        // Otherwise a stolen token that expires in an hour could mint a personal token with
+        // the same power that lasts a year.
+        if scopes.iter().any(|scope| scope == ACCOUNT_SCOPE) {
+            return Err(ApiError::Status(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                format!(
+                    "a bearer token cannot create a token with {ACCOUNT_SCOPE}; use `sesame \
+                     token --scopes {ACCOUNT_SCOPE}` or the signed-in token page"
+                ),
+            ));
+        }
         match scopes.iter().find(|scope| !bearer.has_scope(scope)) {
             Some(missing) => Err(BearerError::InsufficientScope(missing.clone()).into()),
             None => Ok(()),

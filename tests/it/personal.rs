@@ -142,6 +142,29 @@ async fn cannot_mint_more_scopes_than_held() {
 }
 
 #[tokio::test]
+async fn bearer_cannot_pass_on_account_scope() {
+    let server = Server::start().await;
+    let (_, token) = account_token(&server, "alice").await;
+    let before = server.counts().await;
+    let body = json!({"name": "x", "scopes": ["read", "sesame:account"]});
+
+    let (status, response) = create(&server, &token, body).await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{response}");
+    assert_eq!(response["error"], "invalid_scope");
+    assert!(
+        response["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("sesame token")),
+        "the message names the command that can: {response}"
+    );
+    assert_eq!(server.counts().await, before);
+    let (status, response) =
+        create(&server, &token, json!({"name": "x", "scopes": ["read"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+}
+
+#[tokio::test]
 async fn other_users_token_not_revocable() {
     let server = Server::start().await;
     let (_, alice) = account_token(&server, "alice").await;
