@@ -189,11 +189,21 @@ pub(crate) async fn open(config: Config, migrate: bool) -> anyhow::Result<Sesame
 
 async fn migrate(config: Config, output: &Output) -> anyhow::Result<ExitCode> {
     let store = sesame::store::Store::connect(&config.database_url).await?;
+    // A newer schema, or a status that cannot be read, makes migrate() below fail on its own.
+    let pending = match store.schema_status().await {
+        Ok(sesame::store::SchemaStatus::Pending(count)) => count,
+        _ => 0,
+    };
     store.migrate().await.context("migrating the database")?;
     store.close().await;
+    let text = match pending {
+        0 => "The database schema was already current.".to_owned(),
+        1 => "Applied 1 migration; the database schema is current.".to_owned(),
+        count => format!("Applied {count} migrations; the database schema is current."),
+    };
     output.print(
-        &serde_json::json!({"migrated": true}),
-        "The database schema is current.",
+        &serde_json::json!({"migrated": true, "applied": pending}),
+        &text,
     );
     Ok(ExitCode::SUCCESS)
 }

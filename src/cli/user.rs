@@ -145,16 +145,18 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Describes what ending a user's access revoked and deleted.
+/// Describes what ending a user's access revoked and deleted. Device codes are named only
+/// when some were denied: disabling leaves them approved, and their polls fail while the user
+/// stays disabled.
 fn describe_ended(ended: &EndedAccess) -> String {
+    let device_codes = match ended.device_codes {
+        0 => String::new(),
+        count => format!(", denied {count} device codes"),
+    };
     format!(
-        "revoked {} access tokens, {} refresh tokens and {} authorization codes, \
-         denied {} device codes and ended {} sessions",
-        ended.access_tokens,
-        ended.refresh_tokens,
-        ended.authorization_codes,
-        ended.device_codes,
-        ended.sessions
+        "revoked {} access tokens, {} refresh tokens and {} authorization codes{device_codes} \
+         and ended {} sessions",
+        ended.access_tokens, ended.refresh_tokens, ended.authorization_codes, ended.sessions
     )
 }
 

@@ -168,7 +168,13 @@ pub async fn grant(
         return Err(oauth("expired_token", "the device code expired"));
     }
     match record.status {
-        DeviceStatus::Denied => return Err(oauth("access_denied", "the user denied the request")),
+        // Denied by the user, or by a password change or `user enable` after approval.
+        DeviceStatus::Denied => {
+            return Err(oauth(
+                "access_denied",
+                "the authorization request was denied",
+            ));
+        }
         DeviceStatus::Pending => {
             let too_soon = record
                 .last_polled_at

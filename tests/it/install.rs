@@ -589,8 +589,14 @@ async fn readiness_waits_for_pending_migration() {
     let env = [("SESAME_DATABASE_URL", database_url.as_str())];
     let (code, stdout, stderr) = run_cli(server.data_path(), &["migrate"], &env);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("schema is current"), "{stdout}");
+    assert!(
+        stdout.contains("Applied 1 migration; the database schema is current."),
+        "{stdout}"
+    );
     let (status, body) = readyz(&server).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
     assert_eq!(body["status"], "ok");
+    let (code, stdout, stderr) = run_cli(server.data_path(), &["migrate"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("was already current"), "{stdout}");
 }

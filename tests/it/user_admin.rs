@@ -229,6 +229,25 @@ async fn disable_ends_every_kind_of_access() {
             .is_err(),
         "tokens revoked by disabling stay revoked"
     );
+    // Enabling denies the code that was approved before the user was disabled, and the poll
+    // does not claim that the user denied it.
+    let (status, body) = poll_device(&server, &holdings).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "access_denied");
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(!description.contains("user denied"), "{body}");
+}
+
+#[tokio::test]
+async fn disable_names_no_device_codes() {
+    let server = Server::start().await;
+    server.user("alice", "pw").await;
+
+    let (code, stdout, stderr) = user_cli(&server, &["disable", "alice"], "");
+
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("revoked 0 access tokens"), "{stdout}");
+    assert!(!stdout.contains("device codes"), "{stdout}");
 }
 
 #[tokio::test]
