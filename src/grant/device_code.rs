@@ -42,17 +42,27 @@ impl std::fmt::Debug for DeviceAuthorization {
     }
 }
 
-/// Normalises what a user typed: letters upper-cased, dashes and spaces dropped. Returns
-/// `None` when the result cannot be a user code.
+/// Normalises what a user typed: letters upper-cased, dashes and spaces dropped. Dashes
+/// include the Unicode hyphens and minus signs that a phone keyboard or a copied page may give
+/// in place of `-`. Returns `None` when the result cannot be a user code.
 pub fn normalize_user_code(typed: &str) -> Option<String> {
     let code: String = typed
         .chars()
-        .filter(|c| !matches!(c, '-' | ' ' | '\t'))
+        .filter(|c| !(c.is_whitespace() || is_dash(*c)))
         .map(|c| c.to_ascii_uppercase())
         .collect();
     let valid =
         code.len() == USER_CODE_LENGTH && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b));
     valid.then_some(code)
+}
+
+/// Returns whether `c` is an ASCII hyphen-minus or a character shown like one: the hyphens and
+/// dashes U+2010 to U+2015, the minus sign U+2212, and the small and fullwidth hyphen-minus.
+fn is_dash(c: char) -> bool {
+    matches!(
+        c,
+        '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe63}' | '\u{ff0d}'
+    )
 }
 
 /// Formats a normalised user code for display: `BCDF-GHJK`.
@@ -260,6 +270,24 @@ mod tests {
         );
         assert_eq!(normalize_user_code("BCDFGHJ"), None);
         assert_eq!(normalize_user_code("ABCDEFGH"), None);
+    }
+
+    #[test]
+    fn unicode_dashes_read_as_hyphen() {
+        for typed in [
+            "bcdf\u{2010}ghjk",
+            "bcdf\u{2013}ghjk",
+            "BCDF\u{2212}GHJK",
+            "BCDF\u{ff0d}GHJK",
+            "BCDF\u{a0}GHJK",
+        ] {
+            assert_eq!(
+                normalize_user_code(typed).as_deref(),
+                Some("BCDFGHJK"),
+                "{typed:?}"
+            );
+        }
+        assert_eq!(normalize_user_code("BCDF_GHJK"), None);
     }
 
     #[test]
