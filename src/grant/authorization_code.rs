@@ -42,7 +42,7 @@ pub struct AuthorizationRequest {
     pub code_challenge: Option<String>,
     /// The OpenID Connect nonce.
     pub nonce: Option<String>,
-    /// `none` or `consent`, if given.
+    /// The `prompt` values, space-separated: `none` alone, or `login`, `consent` or both.
     pub prompt: Option<String>,
 }
 
@@ -153,14 +153,15 @@ pub async fn check_request(
     if let Some(name) = repeated.first() {
         return Err(fail(
             "invalid_request",
-            &format!("parameter {name} was given more than once"),
+            &format!("{} was given more than once", parameter_label(name)),
         ));
     }
     if let Some(name) = query.malformed.first() {
         return Err(fail(
             "invalid_request",
             &format!(
-                "parameter {name} has malformed percent-encoding, invalid UTF-8 or a NUL byte"
+                "{} has malformed percent-encoding, invalid UTF-8 or a NUL byte",
+                parameter_label(name)
             ),
         ));
     }
@@ -228,8 +229,20 @@ pub async fn check_request(
     }
     let prompt = match get("prompt") {
         None => None,
-        Some(value @ ("none" | "consent")) => Some(value.to_owned()),
-        Some(_) => return Err(fail("invalid_request", "prompt must be none or consent")),
+        Some(value) => {
+            let values: Vec<&str> = value.split(' ').filter(|v| !v.is_empty()).collect();
+            let known = values
+                .iter()
+                .all(|v| matches!(*v, "none" | "login" | "consent"));
+            // none forbids every page, so it cannot go with login or consent, which ask for one.
+            if !known || (values.contains(&"none") && values.len() > 1) {
+                return Err(fail(
+                    "invalid_request",
+                    "prompt must be none alone, or login, consent or both",
+                ));
+            }
+            Some(values.join(" "))
+        }
     };
     Ok(AuthorizationRequest {
         client,
@@ -278,7 +291,28 @@ pub struct Approval<'a> {
     pub nonce: Option<&'a str>,
 }
 
+/// Names a parameter in an `error_description`, which RFC 6749 §4.1.2.1 limits to printable
+/// ASCII. A name with other characters than letters, digits, `_`, `-` and `.` is left out.
+fn parameter_label(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if plain {
+        format!("parameter {name}")
+    } else {
+        "a parameter".to_owned()
+    }
+}
+
 impl AuthorizationRequest {
+    /// Returns whether the request's `prompt` contains `value`.
+    pub fn prompts(&self, value: &str) -> bool {
+        self.prompt
+            .as_deref()
+            .is_some_and(|prompt| prompt.split(' ').any(|v| v == value))
+    }
+
     /// Returns the parts of this request a code carries.
     pub fn approval(&self) -> Approval<'_> {
         Approval {

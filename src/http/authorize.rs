@@ -85,22 +85,28 @@ async fn show_inner(
         description: description.to_owned(),
         state: request.state.clone(),
     };
-    let prompt = request.prompt.as_deref();
     let session = current_session(sesame, headers).await?;
     let Some((session, user_id)) = session.and_then(|s| s.user_id().map(|id| (s, id))) else {
-        if prompt == Some("none") {
+        if request.prompts("none") {
             return Err(fail("login_required", "the user is not signed in"));
         }
         let return_to = format!("/oauth/authorize?{query}");
         let login = crate::redirect::with_params("/login", &[("return_to", &return_to)]);
         return Ok(see_other(&login));
     };
+    if request.prompts("login") {
+        // The sign-in form shows even to a signed-in user, and returns to this request
+        // without `login`, so the new sign-in is not asked for again.
+        let return_to = format!("/oauth/authorize?{}", without_login_prompt(query));
+        let params = [("return_to", return_to.as_str()), ("prompt", "login")];
+        return Ok(see_other(&crate::redirect::with_params("/login", &params)));
+    }
     let auth_time = session.record.auth_time.unwrap_or_else(|| sesame.now());
     if !needs_consent(sesame, &request, user_id).await? {
         let location = issue_code(sesame, &request.approval(), user_id, auth_time).await?;
         return Ok(see_other(&location));
     }
-    if prompt == Some("none") {
+    if request.prompts("none") {
         return Err(fail(
             "consent_required",
             "the user has not approved this application",
@@ -117,6 +123,31 @@ async fn show_inner(
         .map_err(AuthorizeError::Internal)
 }
 
+/// Returns `query` with `login` taken out of its `prompt` parameter, and the parameter dropped
+/// when nothing is left. The query was parsed strictly before, so each part decodes.
+fn without_login_prompt(query: &str) -> String {
+    let mut pairs: Vec<String> = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let Some(value) = pair.strip_prefix("prompt=") else {
+            pairs.push(pair.to_owned());
+            continue;
+        };
+        let decoded: String = url::form_urlencoded::parse(format!("v={value}").as_bytes())
+            .map(|(_, value)| value.into_owned())
+            .collect();
+        let rest: Vec<&str> = decoded
+            .split(' ')
+            .filter(|v| !v.is_empty() && *v != "login")
+            .collect();
+        if !rest.is_empty() {
+            let encoded: String =
+                url::form_urlencoded::byte_serialize(rest.join(" ").as_bytes()).collect();
+            pairs.push(format!("prompt={encoded}"));
+        }
+    }
+    pairs.join("&")
+}
+
 /// Whether the user must see the consent page. Remembered consent and first-party skipping
 /// never apply to public clients, whose ids anyone can use, nor to `prompt=consent`.
 async fn needs_consent(
@@ -125,7 +156,7 @@ async fn needs_consent(
     user_id: i64,
 ) -> Result<bool, Error> {
     let client = &request.client;
-    if !client.is_confidential() || request.prompt.as_deref() == Some("consent") {
+    if !client.is_confidential() || request.prompts("consent") {
         return Ok(true);
     }
     if client.first_party {

@@ -26,9 +26,14 @@ pub(crate) async fn show(
         Ok(return_to) => safe_return_to(return_to.as_deref()),
         Err(error) => return message_page(StatusCode::BAD_REQUEST, "Sign in", &error.description),
     };
+    // An authorization request with prompt=login requires a new sign-in, even when signed in.
+    let again = matches!(
+        query_param(query.as_deref(), "prompt"),
+        Ok(Some(prompt)) if prompt == "login"
+    );
     match current_session(&sesame, &headers).await {
         Ok(Some(session)) => {
-            if session.user_id().is_some() {
+            if session.user_id().is_some() && !again {
                 return see_other(&return_to);
             }
             login_page(StatusCode::OK, &session, &return_to, "", None)

@@ -104,7 +104,10 @@ pub(crate) fn document(
             endpoint("/oauth/authorize"),
         );
         metadata.insert("response_modes_supported".into(), json!(["query"]));
-        metadata.insert("prompt_values_supported".into(), json!(["none", "consent"]));
+        metadata.insert(
+            "prompt_values_supported".into(),
+            json!(["none", "login", "consent"]),
+        );
     }
     if has(Feature::DeviceCodeGrant) {
         metadata.insert(

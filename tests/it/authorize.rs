@@ -726,6 +726,71 @@ async fn prompt_none_without_session() {
 }
 
 #[tokio::test]
+async fn prompt_login_asks_signed_in_user_again() {
+    let (_server, app, browser) = setup().await;
+    browser.sign_in("alice", "pw", "/account/tokens").await;
+    let request = format!("{}&prompt=login%20consent", query(&app, ""));
+
+    let first = browser.get(&format!("/oauth/authorize?{request}")).await;
+
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    let login = first.location.expect("location");
+    assert!(login.starts_with("/login?"), "{login}");
+    let form = browser.get(&login).await;
+    assert_eq!(
+        form.status,
+        StatusCode::OK,
+        "the form shows to a signed-in user"
+    );
+    let return_to = form.field("return_to");
+    assert!(return_to.contains("prompt=consent"), "{return_to}");
+    assert!(!return_to.contains("login"), "{return_to}");
+    let wrong = browser
+        .post(
+            "/login",
+            &[
+                ("_csrf", &form.field("_csrf")),
+                ("return_to", &return_to),
+                ("username", "alice"),
+                ("password", "wrong"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let signed_in = browser
+        .post(
+            "/login",
+            &[
+                ("_csrf", &form.field("_csrf")),
+                ("return_to", &return_to),
+                ("username", "alice"),
+                ("password", "pw"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    let consent = browser
+        .get(signed_in.location.as_deref().expect("location"))
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    assert!(
+        consent.body.contains("auth_request"),
+        "the consent page shows"
+    );
+
+    for prompt in ["none%20login", "select_account", "login%20bogus"] {
+        let q = format!("{}&prompt={prompt}", query(&app, ""));
+        let (error, _) = error_after_trust(&browser, &q).await;
+        assert_eq!(error, "invalid_request", "{prompt}");
+    }
+}
+
+#[tokio::test]
 async fn second_registered_uri_used_exactly() {
     let server = Server::start().await;
     server.user("alice", "pw").await;
