@@ -111,8 +111,9 @@ pub fn validate_redirect_uri(uri: &str) -> Result<()> {
     }
 }
 
-/// Checks every redirect URI of a registration and drops exact duplicates, keeping the first.
-fn validate_redirect_uris(uris: &[String]) -> Result<Vec<String>> {
+/// Checks every redirect URI of a registration, their number and their stored size, and drops
+/// exact duplicates, keeping the first.
+pub(crate) fn validate_redirect_uris(uris: &[String]) -> Result<Vec<String>> {
     if uris.is_empty() {
         return Err(Error::InvalidRedirectUri(
             "at least one redirect URI is required".into(),

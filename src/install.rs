@@ -300,9 +300,16 @@ pub async fn create_client_with(
             "an authorization code client needs at least one --redirect-uri".into(),
         ));
     }
-    for uri in &spec.redirect_uris {
-        crate::redirect::validate_registration(uri).map_err(Error::InvalidInput)?;
-    }
+    let redirect_uris = if spec.redirect_uris.is_empty() {
+        Vec::new()
+    } else {
+        crate::clients::validate_redirect_uris(&spec.redirect_uris).map_err(
+            |error| match error {
+                Error::InvalidRedirectUri(message) => Error::InvalidInput(message),
+                other => other,
+            },
+        )?
+    };
     let public = matches!(kind, ClientKind::Public | ClientKind::Device);
     if public && spec.first_party {
         return Err(Error::InvalidInput(
@@ -316,7 +323,7 @@ pub async fn create_client_with(
     }
     let store = sesame.store();
     let (mut client, secret) = new_client(kind, name, spec.scopes.clone())?;
-    client.redirect_uris = spec.redirect_uris.clone();
+    client.redirect_uris = redirect_uris;
     client.first_party = spec.first_party;
     client.require_pkce = spec.require_pkce;
     if kind == ClientKind::ResourceServer {

@@ -23,21 +23,30 @@ pub(crate) fn sign_in_attempt_key(name: &str) -> String {
 }
 
 /// Checks an email address given for a user: at most [`MAX_EMAIL_CHARS`] characters, with
-/// text on both sides of an `@` and no spaces, control or invisible formatting characters.
-/// The address is shown by `user list` and sent in ID tokens and userinfo.
+/// text on both sides of one `@`, and no spaces, control or invisible formatting characters,
+/// nor any of `<>()[],;:"\`. The address is shown by `user list` and sent in ID tokens and
+/// userinfo.
 fn check_email(email: &str) -> Result<()> {
-    let shaped = email
-        .split_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+    let shaped = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    });
+    // Characters that RFC 5322 allows only in quoted local parts, and that would be markup or
+    // address-list syntax wherever the address is shown.
+    let special = |c: char| {
+        matches!(
+            c,
+            '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '"' | '\\'
+        )
+    };
     let clean = !email
         .chars()
-        .any(|c| c.is_whitespace() || crate::names::is_forbidden_in_name(c));
+        .any(|c| c.is_whitespace() || special(c) || crate::names::is_forbidden_in_name(c));
     if shaped && clean && email.chars().count() <= MAX_EMAIL_CHARS {
         return Ok(());
     }
     Err(Error::InvalidInput(format!(
-        "an email address must be at most {MAX_EMAIL_CHARS} characters with an @ and no spaces, \
-         control or invisible formatting characters"
+        "invalid email address {email:?}: it needs text on both sides of one @, at most \
+         {MAX_EMAIL_CHARS} characters, and no spaces, control characters or <>()[],;:\"\\"
     )))
 }
 

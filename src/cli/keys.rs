@@ -100,7 +100,7 @@ pub(crate) async fn generate_with_progress(
         return Ok(loaded);
     }
     eprint!(
-        "Generating a {label} signing key in {}",
+        "Generating an {label} signing key in {}",
         config.keys_dir.display()
     );
     let _ = std::io::stderr().flush();

@@ -149,15 +149,29 @@ pub async fn run(
 /// when some were denied: disabling leaves them approved, and their polls fail while the user
 /// stays disabled.
 fn describe_ended(ended: &EndedAccess) -> String {
-    let device_codes = match ended.device_codes {
-        0 => String::new(),
-        count => format!(", denied {count} device codes"),
-    };
-    format!(
-        "revoked {} access tokens, {} refresh tokens and {} authorization codes{device_codes} \
-         and ended {} sessions",
-        ended.access_tokens, ended.refresh_tokens, ended.authorization_codes, ended.sessions
-    )
+    let revoked = format!(
+        "revoked {}, {} and {}",
+        count(ended.access_tokens, "access token"),
+        count(ended.refresh_tokens, "refresh token"),
+        count(ended.authorization_codes, "authorization code")
+    );
+    let mut parts = vec![revoked];
+    if ended.device_codes > 0 {
+        parts.push(format!(
+            "denied {}",
+            count(ended.device_codes, "device code")
+        ));
+    }
+    parts.push(format!("ended {}", count(ended.sessions, "session")));
+    parts.join("; ")
+}
+
+/// Writes `n` and `noun`, with an `s` unless `n` is 1.
+fn count(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
 }
 
 /// Reads one line from standard input, without its line ending.

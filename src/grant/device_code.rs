@@ -42,13 +42,13 @@ impl std::fmt::Debug for DeviceAuthorization {
     }
 }
 
-/// Normalises what a user typed: letters upper-cased, dashes and spaces dropped. Dashes
-/// include the Unicode hyphens and minus signs that a phone keyboard or a copied page may give
-/// in place of `-`. Returns `None` when the result cannot be a user code.
+/// Normalises what a user typed: letters upper-cased, and spaces, dashes and zero-width
+/// characters dropped ([`is_separator`]), since a phone keyboard or a copied page may give a
+/// Unicode hyphen for `-`. Returns `None` when the result cannot be a user code.
 pub fn normalize_user_code(typed: &str) -> Option<String> {
     let code: String = typed
         .chars()
-        .filter(|c| !(c.is_whitespace() || is_dash(*c)))
+        .filter(|c| !is_separator(*c))
         .map(|c| c.to_ascii_uppercase())
         .collect();
     let valid =
@@ -56,13 +56,24 @@ pub fn normalize_user_code(typed: &str) -> Option<String> {
     valid.then_some(code)
 }
 
-/// Returns whether `c` is an ASCII hyphen-minus or a character shown like one: the hyphens and
-/// dashes U+2010 to U+2015, the minus sign U+2212, and the small and fullwidth hyphen-minus.
-fn is_dash(c: char) -> bool {
-    matches!(
-        c,
-        '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe63}' | '\u{ff0d}'
-    )
+/// Returns whether `c` may stand between the groups of a typed user code. These are whitespace,
+/// zero-width characters that a copied page may carry, and the ASCII hyphen-minus with the
+/// characters shown like it: the hyphens and dashes U+2010 to U+2015, the hyphen bullet, the
+/// minus sign, the small and fullwidth hyphen-minus and the soft hyphen.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '-' | '\u{ad}'
+                | '\u{2010}'..='\u{2015}'
+                | '\u{2043}'
+                | '\u{2212}'
+                | '\u{fe63}'
+                | '\u{ff0d}'
+                | '\u{200b}'..='\u{200d}'
+                | '\u{2060}'
+                | '\u{feff}'
+        )
 }
 
 /// Formats a normalised user code for display: `BCDF-GHJK`.
@@ -280,6 +291,9 @@ mod tests {
             "BCDF\u{2212}GHJK",
             "BCDF\u{ff0d}GHJK",
             "BCDF\u{a0}GHJK",
+            "BCDF\u{ad}GHJK",
+            "BCDF\u{200b}GHJK",
+            "BCDF\u{2043}GHJK",
         ] {
             assert_eq!(
                 normalize_user_code(typed).as_deref(),

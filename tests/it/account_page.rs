@@ -80,8 +80,15 @@ async fn malformed_create_forms_rejected() {
     let server = Server::start().await;
     server.user("alice", "pw").await;
     let browser = Browser::new(&server);
-    browser.sign_in("alice", "pw", "/account/tokens").await;
+    let signed_in = browser.sign_in("alice", "pw", "/account/tokens").await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
     let page = browser.get("/account/tokens").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let csrf = page.field("_csrf");
     let many: Vec<String> = (0..65).map(|i| format!("p{i}=1")).collect();
     let cases = [

@@ -206,6 +206,30 @@ fn bad_argument_values_exit_2() {
 }
 
 #[test]
+fn redirect_uris_checked_as_over_http() {
+    let dir = data_dir("");
+    let many: Vec<String> = (0..33)
+        .map(|n| format!("https://app.example/{n}"))
+        .collect();
+    let long: Vec<String> = (0..5)
+        .map(|n| format!("https://app.example/{n}/{}", "p".repeat(1970)))
+        .collect();
+    for (uris, named) in [(many, "at most 32"), (long, "8000")] {
+        let mut args = vec!["client", "--name", "web"];
+        for uri in &uris {
+            args.extend(["--redirect-uri", uri.as_str()]);
+        }
+        let (code, stdout, stderr) = run_cli(dir.path(), &args, &[]);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(!stderr.contains("database"), "{stderr}");
+    }
+    let (code, stdout, _) = run_cli(dir.path(), &["client", "list", "--json"], &[]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("\"web\""), "{stdout}");
+}
+
+#[test]
 fn list_marks_current_personal_client() {
     let dir = data_dir("");
     let (code, stdout, stderr) = run_cli(dir.path(), &["install", "--json"], &[]);

@@ -488,6 +488,9 @@ async fn malformed_emails_rejected() {
         "alice example.com",
         "@example.com",
         "alice@",
+        "a@@example.com",
+        "<alice@example.com>",
+        "alice@example.com\"><script>",
         too_long.as_str(),
     ];
     for (index, email) in cases.into_iter().enumerate() {

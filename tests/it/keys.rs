@@ -125,7 +125,7 @@ fn keys_default_to_rsa_2048() {
     assert_eq!(public_key_bits(dir.path()), 2048);
     // Off a terminal the progress line has no dots, only its start and its end.
     let progress = format!(
-        "Generating a RSA-2048 signing key in {} done",
+        "Generating an RSA-2048 signing key in {} done",
         dir.path().display()
     );
     assert_eq!(stderr.lines().collect::<Vec<_>>(), [progress.as_str()]);
@@ -138,7 +138,7 @@ async fn keys_length_4096_makes_4096_bit_key() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(public_key_bits(dir.path()), 4096);
     let progress = format!(
-        "Generating a RSA-4096 signing key in {} done",
+        "Generating an RSA-4096 signing key in {} done",
         dir.path().display()
     );
     assert_eq!(stderr.lines().collect::<Vec<_>>(), [progress.as_str()]);
