@@ -56,10 +56,10 @@ pub fn normalize_user_code(typed: &str) -> Option<String> {
     valid.then_some(code)
 }
 
-/// Returns whether `c` may stand between the groups of a typed user code. These are whitespace,
-/// zero-width characters that a copied page may carry, and the ASCII hyphen-minus with the
-/// characters shown like it: the hyphens and dashes U+2010 to U+2015, the hyphen bullet, the
-/// minus sign, the small and fullwidth hyphen-minus and the soft hyphen.
+/// Returns whether `c` may stand between the groups of a typed user code: whitespace, a
+/// zero-width character, or a hyphen. A copied page may carry zero-width characters. Hyphens
+/// are the ASCII hyphen-minus and the characters shown like it: U+2010 to U+2015, the hyphen
+/// bullet, the minus sign, the small and fullwidth hyphen-minus and the soft hyphen.
 fn is_separator(c: char) -> bool {
     c.is_whitespace()
         || matches!(

@@ -139,7 +139,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     }
 }
 
-/// Whether the one `Content-Type` header names `application/json`, in any letter case.
+/// Returns whether the one `Content-Type` header names `application/json`, in any letter
+/// case.
 fn declares_json(headers: &HeaderMap) -> bool {
     let mut values = headers.get_all(CONTENT_TYPE).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
