@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::builder::NonEmptyStringValueParser;
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
@@ -66,7 +65,7 @@ pub struct ClientArgs {
     )]
     audience: Option<String>,
     /// Display name of the new client
-    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
     name: Option<String>,
     /// Scopes the client may request, comma-separated (default: every declared scope)
     #[arg(long, value_name = "A,B")]

@@ -10,7 +10,7 @@ use sesame::config::LogFormat;
 use sesame::keys::{KeyAlgorithm, LoadedKey};
 use sesame::{Config, OpenOptions, Sesame};
 
-use super::Output;
+use super::{Output, UsageError};
 
 /// RSA key length in bits when `--length` is not given and no RSA key is being replaced.
 const DEFAULT_RSA_BITS: u32 = 2048;
@@ -146,6 +146,12 @@ pub async fn keys(
     migrate: bool,
     output: &Output,
 ) -> anyhow::Result<ExitCode> {
+    let rsa = args.alg.is_none_or(|alg| alg == KeyAlgorithm::Rs256);
+    if args.length.is_some() && !rsa {
+        return Err(
+            UsageError("--length applies to RSA keys only; drop it or use --alg rs256").into(),
+        );
+    }
     if args.rotate {
         return rotate(config, &args, migrate, output).await;
     }

@@ -114,6 +114,14 @@ fn init_logging(cli: &Cli, format: LogFormat) -> anyhow::Result<Option<LogGuard<
     Ok(guard)
 }
 
+/// Parses a name given on the command line, rejecting blank text as a usage error.
+pub(crate) fn non_blank(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("must not be blank".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
 /// Arguments that parse but do not make sense together, found after clap has parsed them. The
 /// binary exits 2 for it, as for clap's own usage errors.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
@@ -24,7 +23,7 @@ pub struct TokenArgs {
         long,
         value_name = "NAME",
         default_value = "CLI token",
-        value_parser = NonEmptyStringValueParser::new()
+        value_parser = super::non_blank
     )]
     name: String,
     /// Scopes, comma-separated (declared or built-in, including sesame:account)

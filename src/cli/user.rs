@@ -3,7 +3,6 @@
 use std::io::Read as _;
 use std::process::ExitCode;
 
-use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sesame::Config;
@@ -23,7 +22,7 @@ enum UserAction {
     /// Add a user
     Add {
         /// Login name (no spaces)
-        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        #[arg(value_parser = super::non_blank)]
         name: String,
         /// E-mail address
         #[arg(long, value_name = "EMAIL")]

@@ -36,7 +36,9 @@ pub(crate) async fn show(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.unwrap_or_default();
-    if let Err(error) = super::form::check_query_limits(&query) {
+    // A NUL byte is a malformed parameter here, so that one in `state` is answered at the
+    // redirect URI like any other.
+    if let Err(error) = super::form::check_query_size(&query) {
         return authorize_error(&sesame, AuthorizeError::Page(error.description));
     }
     let params = super::form::parse_authorization_query(&query);

@@ -150,15 +150,27 @@ pub(crate) fn parse_authorization_query(query: &str) -> QueryParams {
 /// `invalid_request` for more than [`MAX_PARAMS`] parameters, a name or value too long, or a
 /// NUL character.
 pub(crate) fn check_query_limits(query: &str) -> Result<(), OAuthError> {
+    check_query_size(query)?;
+    let mut pairs = url::form_urlencoded::parse(query.as_bytes());
+    if pairs.any(|(name, value)| name.contains('\0') || value.contains('\0')) {
+        return Err(nul_character());
+    }
+    Ok(())
+}
+
+/// Checks the parameter count and lengths of a query string, as [`check_query_limits`] does,
+/// but leaves NUL characters to the decoding that follows.
+///
+/// # Errors
+///
+/// `invalid_request` for more than [`MAX_PARAMS`] parameters or a name or value too long.
+pub(crate) fn check_query_size(query: &str) -> Result<(), OAuthError> {
     let pairs = url::form_urlencoded::parse(query.as_bytes());
     for (index, (name, value)) in pairs.enumerate() {
         if index >= MAX_PARAMS {
             return Err(too_many_parameters());
         }
         check_length(&name, &value)?;
-        if name.contains('\0') || value.contains('\0') {
-            return Err(nul_character());
-        }
     }
     Ok(())
 }

@@ -183,9 +183,15 @@ fn arguments_that_do_not_fit_together_exit_2() {
 #[test]
 fn bad_argument_values_exit_2() {
     let dir = data_dir("");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["client", "--public"], "--redirect-uri"),
         (&["client", "--client", "--name", ""], "--name"),
+        (&["client", "--client", "--name", "  "], "--name"),
+        (&["user", "add", " "], "NAME"),
+        (
+            &["keys", "--alg", "es256", "--length", "4096"],
+            "RSA keys only",
+        ),
         (
             &["keys", "--force", "--length", "100"],
             "2048, 3072 or 4096",
