@@ -43,8 +43,8 @@ impl std::fmt::Debug for DeviceAuthorization {
 }
 
 /// Normalises what a user typed: letters upper-cased, and spaces, dashes and zero-width
-/// characters dropped ([`is_separator`]), since a phone keyboard or a copied page may give a
-/// Unicode hyphen for `-`. Returns `None` when the result cannot be a user code.
+/// characters dropped, since a phone keyboard or a copied page may give a Unicode hyphen for
+/// `-`. Returns `None` when the result cannot be a user code.
 pub fn normalize_user_code(typed: &str) -> Option<String> {
     let code: String = typed
         .chars()
