@@ -511,7 +511,7 @@ def test_sign_in_replaces_session_cookie(sesame, browser):
         ({"code_challenge_method": "plain"}, "invalid_request"),
         ({"scope": "no-such-scope"}, "invalid_scope"),
         ({"scope": "write"}, "invalid_scope"),
-        ({"prompt": "login"}, "invalid_request"),
+        ({"prompt": "select_account"}, "invalid_request"),
     ],
 )
 def test_invalid_request_redirects_error(
