@@ -36,8 +36,8 @@ pub(crate) async fn show(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.unwrap_or_default();
-    // A NUL byte is a malformed parameter here, so that one in `state` is answered at the
-    // redirect URI like any other.
+    // A NUL byte counts as a malformed parameter here, so that a NUL in `state` is reported
+    // at the redirect URI like any other error.
     if let Err(error) = super::form::check_query_size(&query) {
         return authorize_error(&sesame, AuthorizeError::Page(error.description));
     }
@@ -126,17 +126,17 @@ async fn show_inner(
 }
 
 /// Returns `query` with `login` taken out of its `prompt` parameter, and the parameter dropped
-/// when nothing is left. The query was parsed strictly before, so each part decodes.
+/// when nothing is left. Other parameters are kept as sent.
 fn without_login_prompt(query: &str) -> String {
     let mut pairs: Vec<String> = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let Some(value) = pair.strip_prefix("prompt=") else {
+        let decoded = pair
+            .strip_prefix("prompt=")
+            .and_then(|value| super::form::decode_component(value).ok());
+        let Some(decoded) = decoded else {
             pairs.push(pair.to_owned());
             continue;
         };
-        let decoded: String = url::form_urlencoded::parse(format!("v={value}").as_bytes())
-            .map(|(_, value)| value.into_owned())
-            .collect();
         let rest: Vec<&str> = decoded
             .split(' ')
             .filter(|v| !v.is_empty() && *v != "login")

@@ -143,23 +143,8 @@ pub(crate) fn parse_authorization_query(query: &str) -> QueryParams {
     parsed
 }
 
-/// Checks the parameter count and lengths of a query string, which is decoded elsewhere.
-///
-/// # Errors
-///
-/// `invalid_request` for more than [`MAX_PARAMS`] parameters, a name or value too long, or a
-/// NUL character.
-pub(crate) fn check_query_limits(query: &str) -> Result<(), OAuthError> {
-    check_query_size(query)?;
-    let mut pairs = url::form_urlencoded::parse(query.as_bytes());
-    if pairs.any(|(name, value)| name.contains('\0') || value.contains('\0')) {
-        return Err(nul_character());
-    }
-    Ok(())
-}
-
-/// Checks the parameter count and lengths of a query string, as [`check_query_limits`] does,
-/// but leaves NUL characters to the decoding that follows.
+/// Checks the parameter count and lengths of a query string before it is decoded. A NUL byte
+/// is left to the decoding that follows.
 ///
 /// # Errors
 ///
@@ -175,19 +160,18 @@ pub(crate) fn check_query_size(query: &str) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// Reads one parameter of a page's query string, such as `return_to`, after checking the
-/// query's limits.
+/// Reads one parameter of a page's query string, such as `return_to`, decoding the whole query
+/// as strictly as a form body.
 ///
 /// # Errors
 ///
-/// `invalid_request` when the limits are exceeded, any parameter is malformed, or the
-/// parameter is repeated.
+/// `invalid_request` when the limits are exceeded, any parameter is malformed or contains a NUL
+/// byte, or the parameter is repeated.
 pub(crate) fn query_param(
     query: Option<&str>,
     expected: &str,
 ) -> Result<Option<String>, OAuthError> {
     let query = query.unwrap_or_default();
-    check_query_limits(query)?;
     let mut found = None;
     for (name, value) in parse_pairs(query.as_bytes())? {
         if name == expected && found.replace(value).is_some() {
@@ -221,7 +205,7 @@ fn check_length(name: &str, value: &str) -> Result<(), OAuthError> {
 /// a byte. A stray `%`, bytes that are not UTF-8 after decoding, and a NUL byte are errors.
 /// A NUL is rejected because no stored value contains one and PostgreSQL rejects one in a
 /// query parameter.
-fn decode_component(text: &str) -> Result<String, OAuthError> {
+pub(crate) fn decode_component(text: &str) -> Result<String, OAuthError> {
     let malformed = || OAuthError::invalid_request("malformed percent-encoding");
     let mut bytes = Vec::with_capacity(text.len());
     let mut input = text.bytes();
@@ -243,12 +227,6 @@ fn decode_component(text: &str) -> Result<String, OAuthError> {
     }
     String::from_utf8(bytes)
         .map_err(|_| OAuthError::invalid_request("a parameter is not valid UTF-8"))
-}
-
-/// Returns the error for a NUL character in a page's query. No value these pages read contains one,
-/// and PostgreSQL rejects NUL in text.
-fn nul_character() -> OAuthError {
-    OAuthError::invalid_request("a parameter contains a NUL character")
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -390,12 +368,12 @@ mod tests {
         for input in [&many, &long_value, &long_name] {
             let error = parse_form(input.as_bytes()).err().expect("form rejected");
             assert_eq!(error.code, "invalid_request");
-            let error = check_query_limits(input).expect_err("query rejected");
+            let error = check_query_size(input).expect_err("query rejected");
             assert_eq!(error.code, "invalid_request");
         }
         let longest = format!("a={}", "x".repeat(MAX_VALUE_BYTES));
         assert!(parse_form(longest.as_bytes()).is_ok());
-        assert!(check_query_limits(&longest).is_ok());
+        assert!(check_query_size(&longest).is_ok());
     }
 
     #[test]

@@ -291,6 +291,7 @@ async fn malformed_parameters_rejected() {
             assert_eq!(state, None, "{extra}");
         }
     }
+
     // RFC 6749 allows only printable ASCII in error_description, so such a name is left out.
     let page = browser
         .get(&format!("/oauth/authorize?{base}&state=s&%0D%0A%FF=1"))
@@ -298,6 +299,7 @@ async fn malformed_parameters_rejected() {
     let location = page.location.expect("location");
     let description = query_param(&location, "error_description").unwrap_or_default();
     assert!(description.starts_with("a parameter"), "{description}");
+
     let malformed_client = base.replace(&app.id, &format!("{}%ZZ", app.id));
     let malformed_uri = base.replace("redirect_uri=", "redirect_uri=%E9");
     for query in [malformed_client, malformed_uri] {
